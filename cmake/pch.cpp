@@ -1,0 +1,1 @@
+// Translation unit that owns torchfit's shared precompiled header.

@@ -1,0 +1,140 @@
+// Callback: the trainer's lifecycle hooks, and the Context every hook receives.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <string>
+
+#include "torchfit/export.hpp"
+#include "torchfit/logs.hpp"
+
+namespace torchfit {
+
+class Trainer;
+class History;
+class Net;
+class Scheduler;
+
+/// Which loop is running.
+enum class Stage { Fit, Train, Validate, Predict };
+
+/// How soon a stop request takes effect.
+enum class StopWhen {
+  EpochEnd,  ///< finish the current epoch (validation included), then stop
+  Now,       ///< stop after the current batch
+};
+
+/// Everything a hook can see and do. One Context lives for a whole fit/evaluate/predict call;
+/// the trainer updates its fields in place (no allocation per batch).
+class TORCHFIT_EXPORT Context {
+ public:
+  explicit Context(Trainer& trainer) : trainer_(&trainer) {}
+
+  // Where the loop is. Epochs count from 1, like the history's epoch column.
+  Stage stage = Stage::Fit;
+  int64_t epoch = 0;        ///< current epoch (1-based); 0 outside fit
+  int64_t epochs = 0;       ///< last epoch of this fit
+  int64_t global_step = 0;  ///< optimizer steps taken so far in this fit
+  int64_t batch_index = 0;  ///< 0-based batch in the current loop
+  int64_t batch_size = 0;   ///< samples in the current batch
+  int64_t num_batches = 0;  ///< batches in the current loop
+
+  /// The epoch's logs so far: train_loss, train_<m>, then lr (from lr_monitor), val_loss, val_<m>.
+  /// Callbacks may add values; they become history columns.
+  Logs logs;
+
+  // The current batch, valid inside batch hooks only (undefined elsewhere).
+  torch::Tensor inputs;
+  torch::Tensor targets;
+  torch::Tensor preds;
+  torch::Tensor loss;  ///< this batch's mean loss, still attached to the graph in training
+
+  Trainer& trainer() const { return *trainer_; }
+  Net& net() const;
+  torch::optim::Optimizer& optimizer() const;
+  /// The LR scheduler, or nullptr when there is none.
+  Scheduler* scheduler() const;
+  torch::Device device() const;
+  const History& history() const;
+
+  /// The running loss and metrics of the current loop so far ("loss", "acc", ...). Costs
+  /// one host sync per value: call it when a value is shown, not on every batch.
+  Logs running_logs() const;
+  /// Whether a larger value of `key` ("val_acc", "train_loss", ...) is better, from the
+  /// metric that logs it; nothing for keys the trainer does not know.
+  std::optional<bool> higher_is_better(const std::string& key) const;
+
+  /// Asks the trainer to stop: at the end of this epoch, or right after this batch.
+  void request_stop(std::string reason, StopWhen when = StopWhen::EpochEnd);
+  bool stop_requested() const { return stop_requested_; }
+  bool stop_now() const { return stop_requested_ && stop_when_ == StopWhen::Now; }
+  const std::string& stop_reason() const { return stop_reason_; }
+
+ private:
+  friend class Trainer;
+  Trainer* trainer_;
+  bool stop_requested_ = false;
+  StopWhen stop_when_ = StopWhen::EpochEnd;
+  std::string stop_reason_;
+};
+
+/// Every hook has an empty default: override only what you need. Hooks run in the order the
+/// callbacks were given (the runner's --callbacks list), for every hook. Order within a fit:
+///
+///   on_fit_begin
+///   for each epoch:
+///     on_epoch_begin
+///       on_train_epoch_begin
+///         for each batch: on_train_batch_begin, forward + loss, on_before_backward, backward,
+///                         on_after_backward, [on_before_optimizer_step, step], on_train_batch_end
+///       on_train_epoch_end                      (logs hold train_loss, train_<m>)
+///       on_validation_begin
+///         for each batch: on_validation_batch_begin, on_validation_batch_end
+///       on_validation_end                       (logs hold val_loss, val_<m>)
+///     on_epoch_end                              (the row is added to the history after this)
+///   on_fit_end                                  (also after a stop request)
+///
+/// evaluate() runs the validation hooks alone; predict() runs on_predict_*. When a hook
+/// throws, on_exception runs on every callback, then the error propagates.
+class TORCHFIT_EXPORT Callback {
+ public:
+  virtual ~Callback() = default;
+
+  virtual void on_fit_begin(Context& ctx) {}
+  virtual void on_fit_end(Context& ctx) {}
+  virtual void on_epoch_begin(Context& ctx) {}
+  virtual void on_epoch_end(Context& ctx) {}
+  virtual void on_train_epoch_begin(Context& ctx) {}
+  virtual void on_train_epoch_end(Context& ctx) {}
+  virtual void on_train_batch_begin(Context& ctx) {}
+  virtual void on_train_batch_end(Context& ctx) {}
+  virtual void on_before_backward(Context& ctx) {}
+  virtual void on_after_backward(Context& ctx) {}
+  virtual void on_before_optimizer_step(Context& ctx) {}
+  virtual void on_validation_begin(Context& ctx) {}
+  virtual void on_validation_end(Context& ctx) {}
+  virtual void on_validation_batch_begin(Context& ctx) {}
+  virtual void on_validation_batch_end(Context& ctx) {}
+  virtual void on_predict_begin(Context& ctx) {}
+  virtual void on_predict_end(Context& ctx) {}
+  virtual void on_predict_batch_begin(Context& ctx) {}
+  virtual void on_predict_batch_end(Context& ctx) {}
+  /// Runs when a hook, the loss or the net throws; the error propagates afterwards.
+  virtual void on_exception(Context& ctx, const std::exception& error) {}
+
+  /// Saves this callback's state (best value, wait count, ...) so it survives a resume.
+  virtual void state_dict(torch::serialize::OutputArchive& archive) const {}
+  virtual void load_state_dict(torch::serialize::InputArchive& archive) {}
+
+  /// The name used in messages and checkpoints: the plugin name for plugins.
+  const std::string& name() const { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+
+ private:
+  std::string name_ = "callback";
+};
+
+}  // namespace torchfit

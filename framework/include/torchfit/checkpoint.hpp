@@ -1,0 +1,42 @@
+// Weights checkpoints: written atomically, read back with errors that name what does not fit.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <string>
+
+#include "torchfit/export.hpp"
+#include "torchfit/logs.hpp"
+#include "torchfit/net.hpp"
+
+namespace torchfit {
+
+/// The version of the checkpoint format this torchfit writes; it reads this one and older.
+inline constexpr int64_t kCheckpointFormat = 1;
+
+/// What a checkpoint says about itself.
+struct CheckpointInfo {
+  int64_t format = 0;
+  std::string model;  ///< the model plugin's name, or empty
+  Logs logs;          ///< the epoch's logs when it was written (epoch, val_loss, ...)
+};
+
+/// Copies the net's parameters and buffers into memory (for restoring best weights fast).
+TORCHFIT_EXPORT std::vector<std::pair<std::string, torch::Tensor>> snapshot_weights(const Net& net);
+/// Copies a snapshot back into the net.
+TORCHFIT_EXPORT void restore_weights(Net& net, const std::vector<std::pair<std::string, torch::Tensor>>& snapshot);
+
+/// Saves the net's parameters and buffers to `path` atomically (a crash mid-save leaves the
+/// previous file intact). `model` and `logs` are stored alongside for the reader.
+TORCHFIT_EXPORT void save_weights(const Net& net, const std::filesystem::path& path, const std::string& model = "",
+                                  const Logs& logs = {});
+/// Loads weights saved by save_weights into `net`. Throws CheckpointError when the file is
+/// missing, damaged, from a newer torchfit, from another model (`model` given and different),
+/// or when its parameters do not fit the net (each mismatch named with both shapes).
+TORCHFIT_EXPORT CheckpointInfo load_weights(Net& net, const std::filesystem::path& path,
+                                            const std::string& model = "");
+/// Reads only what a checkpoint says about itself.
+TORCHFIT_EXPORT CheckpointInfo read_checkpoint_info(const std::filesystem::path& path);
+
+}  // namespace torchfit

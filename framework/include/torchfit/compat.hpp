@@ -1,0 +1,31 @@
+// The one place where LibTorch 1.13 and 2.x differ for torchfit.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace torchfit::compat {
+
+/// "1.13.1" or "2.3.0": the LibTorch this code was compiled against.
+inline std::string torch_version() {
+#ifdef TORCH_VERSION
+  return TORCH_VERSION;
+#else
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+#endif
+}
+
+/// Sets every gradient to "none" (2.x default) or zero (1.13 default) the same way in both.
+inline void zero_grad(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) {
+      if (p.mutable_grad().defined()) {
+        p.mutable_grad().reset();
+      }
+    }
+  }
+}
+
+}  // namespace torchfit::compat

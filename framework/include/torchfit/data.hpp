@@ -1,0 +1,121 @@
+// Tensor-native data: a dataset of (features, targets), a seeded split and a batch loader.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "torchfit/export.hpp"
+
+namespace torchfit {
+
+/// Features and targets as two tensors whose first dimension is the sample index.
+/// Targets may be undefined (data to predict on).
+class TORCHFIT_EXPORT TensorDataset {
+ public:
+  TensorDataset() = default;
+  /// Throws DataError when the two first dimensions differ or the features are not at least 1-D.
+  explicit TensorDataset(torch::Tensor features, torch::Tensor targets = {});
+
+  int64_t size() const { return features_.defined() ? features_.size(0) : 0; }
+  bool empty() const { return size() == 0; }
+  const torch::Tensor& features() const { return features_; }
+  const torch::Tensor& targets() const { return targets_; }
+  bool has_targets() const { return targets_.defined(); }
+  /// The samples at `indices` (an int64 tensor), gathered with index_select.
+  TensorDataset subset(const torch::Tensor& indices) const;
+  /// A copy on `device` (a no-op when already there).
+  TensorDataset to(torch::Device device, bool non_blocking = false) const;
+
+ private:
+  torch::Tensor features_;
+  torch::Tensor targets_;
+};
+
+/// Splits `dataset` at random into parts of the given fractions (which must add up to 1) or
+/// counts (which must add up to the size), like torch.utils.data.random_split. The same seed
+/// always gives the same parts; the parts are disjoint and together hold every sample.
+TORCHFIT_EXPORT std::vector<TensorDataset> random_split(const TensorDataset& dataset,
+                                                        const std::vector<double>& fractions, uint64_t seed);
+TORCHFIT_EXPORT std::vector<TensorDataset> random_split(const TensorDataset& dataset,
+                                                        const std::vector<int64_t>& counts, uint64_t seed);
+
+/// A permutation of 0..n-1 that depends only on (seed, epoch): the loader's shuffle, and
+/// the reason a resumed run sees the same batches as an uninterrupted one.
+TORCHFIT_EXPORT torch::Tensor seeded_permutation(int64_t n, uint64_t seed, uint64_t epoch);
+
+struct TORCHFIT_EXPORT LoaderOptions {
+  LoaderOptions(int64_t batch_size = 32) : batch_size_(batch_size) {}  // NOLINT
+  TORCH_ARG(int64_t, batch_size);
+  TORCH_ARG(bool, shuffle) = false;
+  TORCH_ARG(bool, drop_last) = false;
+  /// Shuffle seed; unset, it is drawn from LibTorch's global generator (so seed_everything fixes it).
+  TORCH_ARG(std::optional<uint64_t>, seed) = std::nullopt;
+};
+
+/// One batch: views or gathered copies of the dataset's rows.
+struct Batch {
+  torch::Tensor inputs;
+  torch::Tensor targets;  // undefined when the dataset has none
+  int64_t size() const { return inputs.size(0); }
+};
+
+/// Cuts a TensorDataset into batches. Without shuffle a batch is a zero-copy slice; with
+/// shuffle it is one index_select per tensor. Every sample appears exactly once per epoch
+/// (except the last partial batch with drop_last).
+class TORCHFIT_EXPORT DataLoader {
+ public:
+  DataLoader() = default;
+  /// Throws DataError for an empty dataset or a batch size below 1.
+  DataLoader(TensorDataset dataset, LoaderOptions options);
+
+  class Iterator;
+  /// The batches of epoch `epoch` (the shuffle depends on the seed and the epoch only).
+  class Epoch {
+   public:
+    Iterator begin() const;
+    Iterator end() const;
+
+   private:
+    friend class DataLoader;
+    Epoch(const DataLoader* loader, torch::Tensor order) : loader_(loader), order_(std::move(order)) {}
+    const DataLoader* loader_;
+    torch::Tensor order_;  // undefined: in order
+  };
+  class Iterator {
+   public:
+    Batch operator*() const;
+    Iterator& operator++() {
+      ++index_;
+      return *this;
+    }
+    bool operator!=(const Iterator& other) const { return index_ != other.index_; }
+    bool operator==(const Iterator& other) const { return index_ == other.index_; }
+
+   private:
+    friend class Epoch;
+    Iterator(const Epoch* epoch, int64_t index) : epoch_(epoch), index_(index) {}
+    const Epoch* epoch_;
+    int64_t index_;
+  };
+
+  /// `for (const auto& batch : loader.epoch(e))`: the batches of epoch e.
+  Epoch epoch(uint64_t epoch) const;
+
+  const TensorDataset& dataset() const { return dataset_; }
+  const LoaderOptions& options() const { return options_; }
+  uint64_t seed() const { return seed_; }
+  int64_t num_batches() const;
+  int64_t num_samples() const;
+  /// The same loader over a copy of the data on `device`.
+  DataLoader to(torch::Device device) const;
+
+ private:
+  TensorDataset dataset_;
+  LoaderOptions options_;
+  uint64_t seed_ = 0;
+};
+
+}  // namespace torchfit

@@ -1,0 +1,24 @@
+// Atomic file writes: a crash at any instant leaves either the old file or the new one.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <ostream>
+#include <string>
+
+#include "torchfit/export.hpp"
+
+namespace torchfit {
+
+/// Writes `target` by calling `write(tmp)` on a temporary file in the same folder, then
+/// fsync, rename over `target`, fsync the folder. On any failure the temporary file is
+/// removed, `target` is untouched, and CheckpointError says what failed.
+TORCHFIT_EXPORT void atomic_replace(const std::filesystem::path& target,
+                                    const std::function<void(const std::filesystem::path& tmp)>& write);
+/// The same for text: `write(stream)` fills the file.
+TORCHFIT_EXPORT void atomic_write_text(const std::filesystem::path& target,
+                                       const std::function<void(std::ostream&)>& write);
+/// Throws ConfigError unless `path`'s folder exists and is writable (checked before a long run).
+TORCHFIT_EXPORT void check_writable_parent(const std::filesystem::path& path, const std::string& what);
+
+}  // namespace torchfit

@@ -1,0 +1,35 @@
+// Metric: a value accumulated exactly over an epoch (update, compute, reset).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "torchfit/export.hpp"
+
+namespace torchfit {
+
+/// A metric keeps running sums on the device (no host sync per batch) and turns them into
+/// one value in compute(), once per epoch. Values are exact over the epoch: counts and sums
+/// are accumulated, never a mean of batch means. Concrete metrics live in plugins.
+class TORCHFIT_EXPORT Metric {
+ public:
+  virtual ~Metric() = default;
+  /// Adds one batch. `preds` are the net's raw outputs (detached), `targets` the batch's.
+  /// Throws DataError when the shapes don't suit this metric.
+  virtual void update(const torch::Tensor& preds, const torch::Tensor& targets) = 0;
+  /// The value over every batch since the last reset (one host sync).
+  virtual double compute() = 0;
+  /// Forgets every batch.
+  virtual void reset() = 0;
+  /// Whether a larger value is better; `mode=auto` in early stopping and checkpoints uses it.
+  virtual bool higher_is_better() const = 0;
+};
+
+/// Named metrics in the order they appear in the history.
+using Metrics = std::vector<std::pair<std::string, std::shared_ptr<Metric>>>;
+
+}  // namespace torchfit

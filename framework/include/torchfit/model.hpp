@@ -1,0 +1,45 @@
+// ModelPlugin: what a model plugin provides — a net, its loss, default metrics and optimizer, demo data.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "torchfit/data.hpp"
+#include "torchfit/export.hpp"
+#include "torchfit/loss.hpp"
+#include "torchfit/net.hpp"
+
+namespace torchfit {
+
+/// The optimizer a model trains best with, unless the user says otherwise.
+struct OptimizerDefaults {
+  std::string name = "adam";  ///< adam, adamw or sgd
+  double lr = 3e-4;
+};
+
+/// A training split and a validation split.
+struct DataSplits {
+  TensorDataset train;
+  TensorDataset val;
+};
+
+class TORCHFIT_EXPORT ModelPlugin {
+ public:
+  virtual ~ModelPlugin() = default;
+  /// A freshly initialised net (initialisation draws from LibTorch's global generator).
+  virtual Net make_net() const = 0;
+  virtual Loss make_loss() const = 0;
+  /// Metric names to log when the user gives none (e.g. {"acc"}).
+  virtual std::vector<std::string> default_metrics() const = 0;
+  virtual OptimizerDefaults default_optimizer() const { return {}; }
+  virtual int64_t default_batch_size() const { return 32; }
+  /// The model's own data, generated from `seed` (the same seed gives the same data).
+  virtual DataSplits make_data(uint64_t seed) const = 0;
+  /// Features per sample, for reading prediction inputs (CSV columns).
+  virtual int64_t input_features() const = 0;
+};
+
+}  // namespace torchfit

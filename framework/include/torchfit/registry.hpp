@@ -1,0 +1,74 @@
+// Registry: finds plugins on disk, reads their info without creating them, and makes them.
+#pragma once
+
+#include <boost/dll/shared_library.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "torchfit/export.hpp"
+#include "torchfit/plugin.hpp"
+
+namespace torchfit {
+
+/// One plugin found on disk.
+struct PluginEntry {
+  PluginInfo info;
+  std::filesystem::path file;
+  std::shared_ptr<boost::dll::shared_library> library;
+};
+
+/// A file that was looked at and not taken, with the reason.
+struct SkippedFile {
+  std::filesystem::path file;
+  std::string reason;
+  bool is_plugin = false;  ///< a torchfit plugin refused (wrong ABI or LibTorch), not some other library
+};
+
+class TORCHFIT_EXPORT Registry {
+ public:
+  /// Searches `dirs` in order (missing folders are skipped and remembered).
+  explicit Registry(std::vector<std::filesystem::path> dirs);
+
+  /// The folders to search, in order: the plugin folder beside the program
+  /// (<program folder>/../lib/torchfit/plugins, in the build tree and after install alike),
+  /// then `extra` (the runner's --plugin-dir), then each folder of `TORCHFIT_PLUGIN_PATH`.
+  static std::vector<std::filesystem::path> search_path(const std::vector<std::filesystem::path>& extra = {});
+
+  const std::vector<PluginEntry>& plugins() const { return plugins_; }
+  const std::vector<SkippedFile>& skipped() const { return skipped_; }
+  const std::vector<std::filesystem::path>& dirs() const { return dirs_; }
+
+  /// The plugin called `name` of kind `kind` (for metrics: the library providing metric
+  /// `name`). Throws PluginError naming the closest names, the folders searched, both ABI
+  /// versions of a refused plugin, or both files of a duplicated name.
+  const PluginEntry& find(const std::string& name, PluginKind kind) const;
+
+  /// Parses `args` ("--patience=5" style, unprefixed) against the plugin's options.
+  /// Throws ConfigError naming the plugin and option.
+  PluginOptions parse_options(const PluginEntry& entry, const std::vector<std::string>& args = {}) const;
+
+  // The made objects hold the library: it stays loaded while any of them lives.
+  std::shared_ptr<Callback> make_callback(const std::string& name, const PluginOptions& options) const;
+  std::shared_ptr<Metric> make_metric(const std::string& name, const PluginOptions& options) const;
+  std::shared_ptr<ModelPlugin> make_model(const std::string& name, const PluginOptions& options) const;
+  /// Every named metric, made with default options. Throws for duplicates.
+  Metrics make_metrics(const std::vector<std::string>& names) const;
+
+  /// The names of every plugin of `kind` (metric names for metrics).
+  std::vector<std::string> names(PluginKind kind) const;
+
+ private:
+  void scan(const std::filesystem::path& dir);
+
+  std::vector<std::filesystem::path> dirs_;
+  std::vector<PluginEntry> plugins_;
+  std::vector<SkippedFile> skipped_;
+};
+
+/// The candidate in `names` closest to `typo` (edit distance), or empty when none is close.
+TORCHFIT_EXPORT std::string closest_name(const std::string& typo, const std::vector<std::string>& names);
+
+}  // namespace torchfit

@@ -1,0 +1,21 @@
+// Everything a user of the C++ API needs, in one include.
+#pragma once
+
+#include "torchfit/callback.hpp"
+#include "torchfit/checkpoint.hpp"
+#include "torchfit/data.hpp"
+#include "torchfit/device.hpp"
+#include "torchfit/errors.hpp"
+#include "torchfit/history.hpp"
+#include "torchfit/log.hpp"
+#include "torchfit/logs.hpp"
+#include "torchfit/loss.hpp"
+#include "torchfit/metric.hpp"
+#include "torchfit/model.hpp"
+#include "torchfit/net.hpp"
+#include "torchfit/plugin.hpp"
+#include "torchfit/registry.hpp"
+#include "torchfit/scheduler.hpp"
+#include "torchfit/summary.hpp"
+#include "torchfit/trainer.hpp"
+#include "torchfit/version.hpp"

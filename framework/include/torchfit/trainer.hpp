@@ -1,0 +1,98 @@
+// Trainer: torchkeras' KerasModel in C++ — fit, evaluate and predict with lifecycle hooks.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "torchfit/callback.hpp"
+#include "torchfit/data.hpp"
+#include "torchfit/export.hpp"
+#include "torchfit/history.hpp"
+#include "torchfit/logs.hpp"
+#include "torchfit/loss.hpp"
+#include "torchfit/metric.hpp"
+#include "torchfit/net.hpp"
+#include "torchfit/scheduler.hpp"
+
+namespace torchfit {
+
+using Callbacks = std::vector<std::shared_ptr<Callback>>;
+
+struct TORCHFIT_EXPORT FitOptions {
+  /// Train until this epoch (counted from 1).
+  TORCH_ARG(int64_t, epochs) = 10;
+  /// Take an optimizer step every `accumulate` batches (gradient accumulation; the loss is
+  /// divided by it so the step sees the mean gradient).
+  TORCH_ARG(int64_t, accumulate) = 1;
+  /// Clip the gradients' global L2 norm to this before each step; 0 turns clipping off.
+  TORCH_ARG(double, clip_grad_norm) = 0.0;
+  /// Where to train; unset, the trainer's device (CUDA when available, else CPU).
+  TORCH_ARG(std::optional<torch::Device>, device) = std::nullopt;
+  /// Hooks for this fit, run in this order.
+  TORCH_ARG(Callbacks, callbacks) = {};
+  /// Seeds every generator (seed_everything) before training, for a repeatable run.
+  TORCH_ARG(std::optional<uint64_t>, seed) = std::nullopt;
+};
+
+class TORCHFIT_EXPORT Trainer {
+ public:
+  /// `net`: any module with `Tensor forward(Tensor)`. `loss`: a LibTorch loss module or any
+  /// callable (preds, targets) -> scalar. `metrics`: named metrics, logged as train_<name>
+  /// and val_<name>. `optimizer`: Adam with lr 3e-4 over the net's parameters when null.
+  Trainer(Net net, Loss loss, Metrics metrics = {}, std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr,
+          std::shared_ptr<Scheduler> scheduler = nullptr);
+
+  /// Trains for options.epochs(), validating on `val` after each epoch. Returns the history
+  /// (also kept in history()), whose stop_reason() says why training ended.
+  History fit(const DataLoader& train, const DataLoader& val, const FitOptions& options = {});
+  /// Trains without validation.
+  History fit(const DataLoader& train, const FitOptions& options = {});
+
+  /// Loss and metrics over `data`: {val_loss, val_<metric>...}. Runs the validation hooks.
+  Logs evaluate(const DataLoader& data, const Callbacks& callbacks = {});
+  /// The net's outputs for every sample of `data`, stacked in order (eval mode, no grad).
+  torch::Tensor predict(const DataLoader& data, const Callbacks& callbacks = {});
+  /// The net's outputs for `features`, in batches of `batch_size`.
+  torch::Tensor predict(const torch::Tensor& features, int64_t batch_size = 1024);
+
+  Net& net() { return net_; }
+  const Loss& loss() const { return loss_; }
+  const Metrics& metrics() const { return metrics_; }
+  torch::optim::Optimizer& optimizer() { return *optimizer_; }
+  Scheduler* scheduler() const { return scheduler_.get(); }
+  torch::Device device() const { return device_; }
+  /// Moves the net (and with it the optimizer's parameters) to `device`.
+  void to(torch::Device device);
+  /// The history of the last fit.
+  const History& history() const { return history_; }
+
+ private:
+  friend class Context;
+  struct Accumulator;
+
+  void run_train_epoch(Context& ctx, const DataLoader& train, const Callbacks& callbacks, const FitOptions& options);
+  void run_validation(Context& ctx, const DataLoader& data, const Callbacks& callbacks, const char* prefix);
+  void optimizer_step(Context& ctx, const Callbacks& callbacks, const FitOptions& options);
+  void reset_accumulators();
+  void write_epoch_logs(Logs& logs, const char* prefix);
+  Logs running_logs() const;
+  std::optional<bool> higher_is_better(const std::string& key) const;
+
+  Net net_;
+  Loss loss_;
+  Metrics metrics_;
+  std::shared_ptr<torch::optim::Optimizer> optimizer_;
+  std::shared_ptr<Scheduler> scheduler_;
+  torch::Device device_;
+  History history_;
+
+  // Running sums of the current loop, kept on the device: no host sync per batch.
+  torch::Tensor loss_sum_;
+  int64_t sample_count_ = 0;
+};
+
+}  // namespace torchfit

@@ -1,0 +1,189 @@
+// Weights checkpoints: a flat, named list of tensors plus a small header.
+#include "torchfit/checkpoint.hpp"
+
+#include <system_error>
+
+#include "torchfit/errors.hpp"
+#include "torchfit/io.hpp"
+#include "torchfit/loss.hpp"
+
+namespace torchfit {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::pair<std::string, torch::Tensor>> named_state(const Net& net) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : net.module().named_parameters()) {
+    out.emplace_back(p.key(), p.value());
+  }
+  for (const auto& b : net.module().named_buffers()) {
+    out.emplace_back(b.key(), b.value());
+  }
+  return out;
+}
+
+torch::serialize::InputArchive open_archive(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    throw CheckpointError("checkpoint '" + path.string() +
+                          "' does not exist; train a model first or give the right --ckpt-path");
+  }
+  if (fs::is_directory(path, ec)) {
+    throw CheckpointError("checkpoint '" + path.string() + "' is a folder, not a checkpoint file");
+  }
+  if (fs::file_size(path, ec) == 0) {
+    throw CheckpointError("checkpoint '" + path.string() + "' is empty; it is not a torchfit checkpoint");
+  }
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path.string(), torch::kCPU);
+  } catch (const c10::Error& e) {
+    throw CheckpointError("checkpoint '" + path.string() +
+                          "' cannot be read: it is damaged (truncated?) or not a torchfit checkpoint");
+  }
+  return archive;
+}
+
+CheckpointInfo read_info(torch::serialize::InputArchive& archive, const fs::path& path) {
+  CheckpointInfo info;
+  c10::IValue v;
+  if (!archive.try_read("torchfit_format", v) || !v.isInt()) {
+    throw CheckpointError("'" + path.string() + "' is a LibTorch archive but not a torchfit checkpoint");
+  }
+  info.format = v.toInt();
+  if (info.format > kCheckpointFormat) {
+    throw CheckpointError("checkpoint '" + path.string() + "' has format version " + std::to_string(info.format) +
+                          ", newer than this torchfit reads (" + std::to_string(kCheckpointFormat) +
+                          "); use a newer torchfit");
+  }
+  if (archive.try_read("model", v) && v.isString()) {
+    info.model = v.toStringRef();
+  }
+  c10::IValue keys, values;
+  if (archive.try_read("log_keys", keys) && archive.try_read("log_values", values) && keys.isList() &&
+      values.isDoubleList()) {
+    auto k = keys.toList();
+    auto d = values.toDoubleList();
+    for (size_t i = 0; i < k.size() && i < d.size(); ++i) {
+      info.logs.set(k.get(i).toStringRef(), d.get(i));
+    }
+  }
+  return info;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, torch::Tensor>> snapshot_weights(const Net& net) {
+  torch::NoGradGuard no_grad;
+  auto state = named_state(net);
+  for (auto& [name, tensor] : state) {
+    tensor = tensor.detach().clone();
+  }
+  return state;
+}
+
+void restore_weights(Net& net, const std::vector<std::pair<std::string, torch::Tensor>>& snapshot) {
+  torch::NoGradGuard no_grad;
+  auto state = named_state(net);
+  if (state.size() != snapshot.size()) {
+    throw CheckpointError("the weight snapshot has " + std::to_string(snapshot.size()) + " tensors, the net " +
+                          std::to_string(state.size()));
+  }
+  for (size_t i = 0; i < state.size(); ++i) {
+    state[i].second.copy_(snapshot[i].second);
+  }
+}
+
+void save_weights(const Net& net, const fs::path& path, const std::string& model, const Logs& logs) {
+  torch::serialize::OutputArchive archive;
+  archive.write("torchfit_format", c10::IValue(kCheckpointFormat));
+  archive.write("kind", c10::IValue(std::string("weights")));
+  archive.write("model", c10::IValue(model));
+  c10::List<std::string> names;
+  int64_t i = 0;
+  for (const auto& [name, tensor] : named_state(net)) {
+    names.push_back(name);
+    archive.write("t" + std::to_string(i++), tensor.detach().to(torch::kCPU));
+  }
+  archive.write("names", c10::IValue(names));
+  c10::List<std::string> keys;
+  c10::List<double> values;
+  for (const auto& [k, v] : logs) {
+    keys.push_back(k);
+    values.push_back(v);
+  }
+  archive.write("log_keys", c10::IValue(keys));
+  archive.write("log_values", c10::IValue(values));
+  atomic_replace(path, [&](const fs::path& tmp) {
+    try {
+      archive.save_to(tmp.string());
+    } catch (const c10::Error& e) {
+      throw CheckpointError("cannot write checkpoint '" + tmp.string() + "': " + e.what_without_backtrace());
+    }
+  });
+}
+
+CheckpointInfo read_checkpoint_info(const fs::path& path) {
+  auto archive = open_archive(path);
+  return read_info(archive, path);
+}
+
+CheckpointInfo load_weights(Net& net, const fs::path& path, const std::string& model) {
+  auto archive = open_archive(path);
+  auto info = read_info(archive, path);
+  if (!model.empty() && !info.model.empty() && info.model != model) {
+    throw CheckpointError("checkpoint '" + path.string() + "' was written for model '" + info.model +
+                          "', not '" + model + "'; use --model " + info.model + " or another checkpoint");
+  }
+  c10::IValue names_value;
+  if (!archive.try_read("names", names_value) || !names_value.isList()) {
+    throw CheckpointError("checkpoint '" + path.string() + "' holds no weights (damaged?)");
+  }
+  auto names = names_value.toList();
+  std::map<std::string, torch::Tensor> stored;
+  for (size_t i = 0; i < names.size(); ++i) {
+    torch::Tensor t;
+    if (!archive.try_read("t" + std::to_string(i), t)) {
+      throw CheckpointError("checkpoint '" + path.string() + "' lacks tensor " + std::to_string(i) + " (damaged?)");
+    }
+    stored.emplace(names.get(i).toStringRef(), t);
+  }
+
+  std::vector<std::string> problems;
+  auto state = named_state(net);
+  for (const auto& [name, tensor] : state) {
+    auto it = stored.find(name);
+    if (it == stored.end()) {
+      problems.push_back(name + " " + shape_string(tensor.sizes()) + " is missing from the checkpoint");
+    } else if (it->second.sizes() != tensor.sizes()) {
+      problems.push_back(name + ": checkpoint " + shape_string(it->second.sizes()) + ", model " +
+                         shape_string(tensor.sizes()));
+    }
+  }
+  for (const auto& [name, tensor] : stored) {
+    bool known = false;
+    for (const auto& s : state) {
+      known = known || s.first == name;
+    }
+    if (!known) {
+      problems.push_back(name + " " + shape_string(tensor.sizes()) + " is in the checkpoint but not in the model");
+    }
+  }
+  if (!problems.empty()) {
+    std::string msg = "checkpoint '" + path.string() + "'" +
+                      (info.model.empty() ? std::string() : " (model '" + info.model + "')") +
+                      " does not fit this net: ";
+    for (size_t i = 0; i < problems.size(); ++i) {
+      msg += (i ? "; " : "") + problems[i];
+    }
+    throw CheckpointError(msg);
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [name, tensor] : state) {
+    tensor.copy_(stored.at(name));
+  }
+  return info;
+}
+
+}  // namespace torchfit

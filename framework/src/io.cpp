@@ -1,0 +1,91 @@
+// Atomic file replacement (temporary file, fsync, rename, fsync of the folder).
+#include "torchfit/io.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include "torchfit/errors.hpp"
+
+namespace torchfit {
+namespace fs = std::filesystem;
+
+namespace {
+
+void fsync_path(const fs::path& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0) {
+    throw CheckpointError("cannot open '" + path.string() + "' to sync it: " + std::strerror(errno));
+  }
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0 && !(directory && (err == EINVAL || err == EROFS))) {
+    throw CheckpointError("cannot sync '" + path.string() + "' to disk: " + std::strerror(err));
+  }
+}
+
+fs::path temporary_sibling(const fs::path& target) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return target.parent_path() / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
+                                 std::to_string(rng() % 1000000));
+}
+
+}  // namespace
+
+void atomic_replace(const fs::path& target, const std::function<void(const fs::path& tmp)>& write) {
+  const fs::path parent = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  const fs::path tmp = temporary_sibling(parent / target.filename());
+  try {
+    write(tmp);
+    fsync_path(tmp, false);
+    std::error_code ec;
+    fs::rename(tmp, target, ec);
+    if (ec) {
+      throw CheckpointError("cannot move '" + tmp.string() + "' to '" + target.string() + "': " + ec.message());
+    }
+    fsync_path(parent, true);
+  } catch (const CheckpointError&) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw;
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw CheckpointError("cannot write '" + target.string() + "': " + e.what());
+  }
+}
+
+void atomic_write_text(const fs::path& target, const std::function<void(std::ostream&)>& write) {
+  atomic_replace(target, [&](const fs::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) {
+      throw CheckpointError("cannot create '" + tmp.string() + "': " + std::strerror(errno) +
+                            " (does the folder exist, and may you write to it?)");
+    }
+    write(out);
+    out.flush();
+    if (!out) {
+      throw CheckpointError("cannot write '" + tmp.string() + "': " + std::strerror(errno) + " (is the disk full?)");
+    }
+  });
+}
+
+void check_writable_parent(const fs::path& path, const std::string& what) {
+  const fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec)) {
+    throw ConfigError(what + " '" + path.string() + "' is in folder '" + parent.string() +
+                      "', which does not exist; create it first or choose another path");
+  }
+  if (::access(parent.c_str(), W_OK) != 0) {
+    throw ConfigError(what + " '" + path.string() + "' is in folder '" + parent.string() +
+                      "', which is not writable; choose another path");
+  }
+}
+
+}  // namespace torchfit

@@ -1,0 +1,345 @@
+// Plugin discovery, version checks, option parsing and lifetime-safe creation.
+#include "torchfit/registry.hpp"
+
+#include <boost/dll/runtime_symbol_info.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <set>
+#include <sstream>
+
+#include "torchfit/errors.hpp"
+#include "torchfit/log.hpp"
+
+#ifndef TORCHFIT_PLUGIN_RELDIR
+#define TORCHFIT_PLUGIN_RELDIR "../lib/torchfit/plugins"
+#endif
+
+namespace torchfit {
+namespace fs = std::filesystem;
+namespace po = boost::program_options;
+
+const char* kind_name(PluginKind kind) {
+  switch (kind) {
+    case PluginKind::Callback:
+      return "callback";
+    case PluginKind::Metric:
+      return "metric";
+    case PluginKind::Model:
+      return "model";
+  }
+  return "?";
+}
+
+namespace {
+
+using Library = std::shared_ptr<boost::dll::shared_library>;
+
+// The object's own shared_ptr and its library both live in the deleter, released in that
+// order: the object dies while its code is still loaded.
+template <typename T>
+std::shared_ptr<T> hold_library(std::shared_ptr<T> object, Library library) {
+  T* raw = object.get();
+  return std::shared_ptr<T>(raw, [object = std::move(object), library = std::move(library)](T*) mutable {
+    object.reset();
+    library.reset();
+  });
+}
+
+// A model plugin whose nets and losses keep its library loaded too.
+class LibraryModel final : public ModelPlugin {
+ public:
+  LibraryModel(std::shared_ptr<ModelPlugin> inner, Library library)
+      : inner_(std::move(inner)), library_(std::move(library)) {}
+  Net make_net() const override {
+    auto net = inner_->make_net();
+    net.keep_alive(library_);
+    return net;
+  }
+  Loss make_loss() const override {
+    auto loss = inner_->make_loss();
+    loss.keep_alive(library_);
+    return loss;
+  }
+  std::vector<std::string> default_metrics() const override { return inner_->default_metrics(); }
+  OptimizerDefaults default_optimizer() const override { return inner_->default_optimizer(); }
+  int64_t default_batch_size() const override { return inner_->default_batch_size(); }
+  DataSplits make_data(uint64_t seed) const override { return inner_->make_data(seed); }
+  int64_t input_features() const override { return inner_->input_features(); }
+
+ private:
+  std::shared_ptr<ModelPlugin> inner_;  // destroyed before library_
+  Library library_;
+};
+
+std::string major_minor(const std::string& version) {
+  auto first = version.find('.');
+  auto second = first == std::string::npos ? std::string::npos : version.find('.', first + 1);
+  return version.substr(0, second);
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") {
+  std::string out;
+  for (const auto& item : items) {
+    out += (out.empty() ? "" : sep) + item;
+  }
+  return out;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) {
+    prev[j] = j;
+  }
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+}  // namespace
+
+std::string closest_name(const std::string& typo, const std::vector<std::string>& names) {
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, typo.size() / 3) + 1;
+  for (const auto& name : names) {
+    auto d = edit_distance(typo, name);
+    if (d < best_distance) {
+      best = name;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+std::vector<fs::path> Registry::search_path(const std::vector<fs::path>& extra) {
+  std::vector<fs::path> dirs;
+  dirs.push_back(fs::path(boost::dll::program_location().parent_path().string()) / TORCHFIT_PLUGIN_RELDIR);
+  dirs.insert(dirs.end(), extra.begin(), extra.end());
+  if (const char* env = std::getenv("TORCHFIT_PLUGIN_PATH")) {
+    std::stringstream in(env);
+    std::string dir;
+    while (std::getline(in, dir, ':')) {
+      if (!dir.empty()) {
+        dirs.emplace_back(dir);
+      }
+    }
+  }
+  return dirs;
+}
+
+Registry::Registry(std::vector<fs::path> dirs) {
+  std::set<fs::path> seen;
+  for (auto& dir : dirs) {
+    std::error_code ec;
+    auto canonical = fs::weakly_canonical(dir, ec);
+    if (ec) {
+      canonical = dir;
+    }
+    if (!seen.insert(canonical).second) {
+      continue;
+    }
+    dirs_.push_back(canonical);
+    scan(canonical);
+  }
+}
+
+void Registry::scan(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    logger("plugins")->debug("plugin folder '{}' does not exist; skipped", dir.string());
+    return;
+  }
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.is_regular_file(ec) && entry.path().extension() == ".so") {
+      files.push_back(entry.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& file : files) {
+    auto library = std::make_shared<boost::dll::shared_library>();
+    boost::system::error_code load_error;
+    library->load(boost::dll::fs::path(file.string()), boost::dll::load_mode::default_mode, load_error);
+    if (load_error) {
+      skipped_.push_back({file, "cannot be loaded: " + load_error.message(), false});
+      continue;
+    }
+    if (!library->has("torchfit_plugin_abi") || !library->has("torchfit_plugin_info")) {
+      skipped_.push_back({file, "is not a torchfit plugin (it exports no torchfit_plugin_abi)", false});
+      continue;
+    }
+    const unsigned abi = library->get_alias<unsigned()>("torchfit_plugin_abi")();
+    if (abi != kPluginAbiVersion) {
+      skipped_.push_back({file,
+                          "was built for plugin ABI " + std::to_string(abi) + ", this torchfit speaks " +
+                              std::to_string(kPluginAbiVersion) + "; rebuild it against this torchfit",
+                          true});
+      continue;
+    }
+    const PluginInfo& info = library->get_alias<const PluginInfo&()>("torchfit_plugin_info")();
+    if (major_minor(info.torch_version) != major_minor(compat::torch_version())) {
+      skipped_.push_back({file,
+                          "was built against LibTorch " + info.torch_version + ", this torchfit runs on " +
+                              compat::torch_version() + "; rebuild it against this torchfit",
+                          true});
+      continue;
+    }
+    const char* factory = info.kind == PluginKind::Callback ? "torchfit_create_callback"
+                          : info.kind == PluginKind::Metric ? "torchfit_create_metric"
+                                                            : "torchfit_create_model";
+    if (!library->has(factory)) {
+      skipped_.push_back({file, std::string("says it is a ") + kind_name(info.kind) + " plugin but exports no " + factory,
+                          true});
+      continue;
+    }
+    plugins_.push_back({info, file, library});
+  }
+}
+
+std::vector<std::string> Registry::names(PluginKind kind) const {
+  std::vector<std::string> out;
+  for (const auto& p : plugins_) {
+    if (p.info.kind != kind) {
+      continue;
+    }
+    if (kind == PluginKind::Metric) {
+      out.insert(out.end(), p.info.provides.begin(), p.info.provides.end());
+    } else {
+      out.push_back(p.info.name);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+const PluginEntry& Registry::find(const std::string& name, PluginKind kind) const {
+  std::vector<const PluginEntry*> matches;
+  const PluginEntry* other_kind = nullptr;
+  for (const auto& p : plugins_) {
+    const bool hit = kind == PluginKind::Metric && p.info.kind == PluginKind::Metric
+                         ? std::find(p.info.provides.begin(), p.info.provides.end(), name) != p.info.provides.end()
+                         : p.info.name == name;
+    if (hit && p.info.kind == kind) {
+      matches.push_back(&p);
+    } else if (p.info.name == name) {
+      other_kind = &p;
+    }
+  }
+  const std::string what = kind_name(kind);
+  if (matches.size() > 1) {
+    std::string files;
+    for (const auto* m : matches) {
+      files += (files.empty() ? "" : " and ") + m->file.string();
+    }
+    throw PluginError("two " + what + " plugins provide '" + name + "': " + files +
+                      "; remove one or take its folder off the plugin path");
+  }
+  if (matches.size() == 1) {
+    return *matches.front();
+  }
+  for (const auto& s : skipped_) {
+    if (s.file.stem().string() == name) {
+      throw PluginError(what + " plugin '" + name + "' (" + s.file.string() + ") " + s.reason);
+    }
+  }
+  if (other_kind) {
+    throw PluginError("'" + name + "' is a " + kind_name(other_kind->info.kind) + " plugin, not a " + what +
+                      " plugin (" + other_kind->file.string() + ")");
+  }
+  std::vector<std::string> dirs;
+  for (const auto& d : dirs_) {
+    dirs.push_back(d.string());
+  }
+  const auto known = names(kind);
+  const auto guess = closest_name(name, known);
+  throw PluginError("unknown " + what + " '" + name + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
+                    " Available " + what + "s: " + (known.empty() ? "(none)" : join(known)) +
+                    ". Searched: " + (dirs.empty() ? "(no folders)" : join(dirs)));
+}
+
+PluginOptions Registry::parse_options(const PluginEntry& entry, const std::vector<std::string>& args) const {
+  PluginOptions options;
+  try {
+    po::store(po::command_line_parser(args).options(*entry.info.options).run(), options);
+    po::notify(options);
+  } catch (const po::error& e) {
+    std::string msg = e.what();
+    // Show the option as the user types it: --<plugin>.<option>.
+    for (size_t pos = 0; (pos = msg.find("'--", pos)) != std::string::npos; pos += 3 + entry.info.name.size()) {
+      msg.insert(pos + 3, entry.info.name + ".");
+    }
+    throw ConfigError("plugin '" + entry.info.name + "': " + msg);
+  }
+  return options;
+}
+
+std::shared_ptr<Callback> Registry::make_callback(const std::string& name, const PluginOptions& options) const {
+  const auto& entry = find(name, PluginKind::Callback);
+  std::shared_ptr<Callback> made;
+  try {
+    made = entry.library->get_alias<CallbackFactory>("torchfit_create_callback")(options);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw PluginError("callback plugin '" + name + "' could not be created: " + e.what());
+  }
+  if (!made) {
+    throw PluginError("callback plugin '" + name + "' returned nothing from its factory");
+  }
+  made->set_name(entry.info.name);
+  return hold_library(std::move(made), entry.library);
+}
+
+std::shared_ptr<Metric> Registry::make_metric(const std::string& name, const PluginOptions& options) const {
+  const auto& entry = find(name, PluginKind::Metric);
+  std::shared_ptr<Metric> made;
+  try {
+    made = entry.library->get_alias<MetricFactory>("torchfit_create_metric")(name, options);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw PluginError("metric '" + name + "' (plugin '" + entry.info.name + "') could not be created: " + e.what());
+  }
+  if (!made) {
+    throw PluginError("metric plugin '" + entry.info.name + "' made nothing for '" + name + "'");
+  }
+  return hold_library(std::move(made), entry.library);
+}
+
+std::shared_ptr<ModelPlugin> Registry::make_model(const std::string& name, const PluginOptions& options) const {
+  const auto& entry = find(name, PluginKind::Model);
+  std::shared_ptr<ModelPlugin> made;
+  try {
+    made = entry.library->get_alias<ModelFactory>("torchfit_create_model")(options);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw PluginError("model plugin '" + name + "' could not be created: " + e.what());
+  }
+  if (!made) {
+    throw PluginError("model plugin '" + name + "' returned nothing from its factory");
+  }
+  return std::make_shared<LibraryModel>(hold_library(std::move(made), entry.library), entry.library);
+}
+
+Metrics Registry::make_metrics(const std::vector<std::string>& names) const {
+  Metrics metrics;
+  for (const auto& name : names) {
+    for (const auto& [existing, metric] : metrics) {
+      if (existing == name) {
+        throw ConfigError("metric '" + name + "' is listed twice; list each metric once");
+      }
+    }
+    const auto& entry = find(name, PluginKind::Metric);
+    metrics.emplace_back(name, make_metric(name, parse_options(entry)));
+  }
+  return metrics;
+}
+
+}  // namespace torchfit

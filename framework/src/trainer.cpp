@@ -1,0 +1,418 @@
+// Trainer: the fit / evaluate / predict loops and hook dispatch.
+#include "torchfit/trainer.hpp"
+
+#include <chrono>
+
+#include "torchfit/compat.hpp"
+#include "torchfit/device.hpp"
+#include "torchfit/errors.hpp"
+#include "torchfit/log.hpp"
+
+namespace torchfit {
+
+namespace {
+
+using Hook = void (Callback::*)(Context&);
+
+// Runs one hook on every callback in order. An exception leaves with the callback's and the
+// hook's name; the callback's library is still loaded here, so its message is still readable.
+inline void dispatch(const Callbacks& callbacks, Context& ctx, Hook hook, const char* hook_name) {
+  for (const auto& cb : callbacks) {
+    try {
+      ((*cb).*hook)(ctx);
+    } catch (const CallbackError&) {
+      throw;
+    } catch (const c10::Error& e) {
+      throw CallbackError(cb->name(), hook_name, e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      throw CallbackError(cb->name(), hook_name, e.what());
+    } catch (...) {
+      throw CallbackError(cb->name(), hook_name, "an exception that is not a std::exception");
+    }
+  }
+}
+
+#define TORCHFIT_DISPATCH(callbacks, ctx, hook) dispatch(callbacks, ctx, &Callback::hook, #hook)
+
+const char* stage_name(Stage stage) {
+  switch (stage) {
+    case Stage::Fit:
+      return "fit";
+    case Stage::Train:
+      return "training";
+    case Stage::Validate:
+      return "validation";
+    case Stage::Predict:
+      return "prediction";
+  }
+  return "?";
+}
+
+// Runs `body`; on failure tells every callback (on_exception) and re-throws. LibTorch's own
+// errors are re-thrown without their C++ stack dump, with where in the loop they happened.
+template <typename Body>
+void guarded(const Callbacks& callbacks, Context& ctx, Body&& body) {
+  auto notify = [&](const std::exception& error) {
+    for (const auto& cb : callbacks) {
+      try {
+        cb->on_exception(ctx, error);
+      } catch (const std::exception& e) {
+        logger("trainer")->warn("callback '{}' failed in on_exception: {}", cb->name(), e.what());
+      } catch (...) {
+        logger("trainer")->warn("callback '{}' failed in on_exception", cb->name());
+      }
+    }
+  };
+  try {
+    body();
+  } catch (const c10::Error& e) {
+    const std::string where = ctx.stage == Stage::Fit
+                                  ? std::string("before training")
+                                  : std::string(stage_name(ctx.stage)) + " (epoch " + std::to_string(ctx.epoch) +
+                                        ", batch " + std::to_string(ctx.batch_index) + ")";
+    Error error("LibTorch failed during " + where + ": " + e.what_without_backtrace());
+    notify(error);
+    throw error;
+  } catch (const std::exception& e) {
+    notify(e);
+    throw;
+  }
+}
+
+}  // namespace
+
+// ---- Context -------------------------------------------------------------------------------
+
+Net& Context::net() const { return trainer_->net_; }
+torch::optim::Optimizer& Context::optimizer() const { return *trainer_->optimizer_; }
+Scheduler* Context::scheduler() const { return trainer_->scheduler_.get(); }
+torch::Device Context::device() const { return trainer_->device_; }
+const History& Context::history() const { return trainer_->history_; }
+Logs Context::running_logs() const { return trainer_->running_logs(); }
+std::optional<bool> Context::higher_is_better(const std::string& key) const {
+  return trainer_->higher_is_better(key);
+}
+
+void Context::request_stop(std::string reason, StopWhen when) {
+  if (!stop_requested_ || (when == StopWhen::Now && stop_when_ != StopWhen::Now)) {
+    stop_reason_ = std::move(reason);
+    stop_when_ = when;
+  }
+  stop_requested_ = true;
+}
+
+// ---- Trainer -------------------------------------------------------------------------------
+
+Trainer::Trainer(Net net, Loss loss, Metrics metrics, std::shared_ptr<torch::optim::Optimizer> optimizer,
+                 std::shared_ptr<Scheduler> scheduler)
+    : net_(std::move(net)),
+      loss_(std::move(loss)),
+      metrics_(std::move(metrics)),
+      optimizer_(std::move(optimizer)),
+      scheduler_(std::move(scheduler)),
+      device_(default_device()) {
+  if (!net_) {
+    throw ConfigError("Trainer needs a net; got an empty one");
+  }
+  if (!loss_) {
+    throw ConfigError("Trainer needs a loss; got an empty one");
+  }
+  for (size_t i = 0; i < metrics_.size(); ++i) {
+    if (!metrics_[i].second) {
+      throw ConfigError("metric '" + metrics_[i].first + "' is null");
+    }
+    if (metrics_[i].first.empty() || metrics_[i].first == "loss") {
+      throw ConfigError("a metric may not be named '" + metrics_[i].first + "' (it would clash with the loss)");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (metrics_[i].first == metrics_[j].first) {
+        throw ConfigError("two metrics are named '" + metrics_[i].first + "'; give each metric its own name");
+      }
+    }
+  }
+  net_.to(device_);
+  if (!optimizer_) {
+    optimizer_ = std::make_shared<torch::optim::Adam>(net_.parameters(), torch::optim::AdamOptions(3e-4));
+  }
+}
+
+void Trainer::to(torch::Device device) {
+  net_.to(device);
+  device_ = device;
+}
+
+void Trainer::reset_accumulators() {
+  loss_sum_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+  sample_count_ = 0;
+  for (auto& [name, metric] : metrics_) {
+    metric->reset();
+  }
+}
+
+void Trainer::write_epoch_logs(Logs& logs, const char* prefix) {
+  const std::string p(prefix);
+  logs.set(p + "loss", sample_count_ ? loss_sum_.item<double>() / static_cast<double>(sample_count_)
+                                     : std::numeric_limits<double>::quiet_NaN());
+  for (auto& [name, metric] : metrics_) {
+    logs.set(p + name, metric->compute());
+  }
+}
+
+Logs Trainer::running_logs() const {
+  Logs logs;
+  if (sample_count_ > 0) {
+    logs.set("loss", loss_sum_.item<double>() / static_cast<double>(sample_count_));
+    for (const auto& [name, metric] : metrics_) {
+      logs.set(name, metric->compute());
+    }
+  }
+  return logs;
+}
+
+std::optional<bool> Trainer::higher_is_better(const std::string& key) const {
+  std::string name = key;
+  for (const char* prefix : {"train_", "val_"}) {
+    if (name.rfind(prefix, 0) == 0) {
+      name = name.substr(std::string(prefix).size());
+      break;
+    }
+  }
+  if (name == "loss") {
+    return false;
+  }
+  for (const auto& [metric_name, metric] : metrics_) {
+    if (metric_name == name) {
+      return metric->higher_is_better();
+    }
+  }
+  return std::nullopt;
+}
+
+void Trainer::optimizer_step(Context& ctx, const Callbacks& callbacks, const FitOptions& options) {
+  if (options.clip_grad_norm() > 0) {
+    torch::nn::utils::clip_grad_norm_(optimizer_->param_groups()[0].params(), options.clip_grad_norm());
+    for (size_t g = 1; g < optimizer_->param_groups().size(); ++g) {
+      torch::nn::utils::clip_grad_norm_(optimizer_->param_groups()[g].params(), options.clip_grad_norm());
+    }
+  }
+  TORCHFIT_DISPATCH(callbacks, ctx, on_before_optimizer_step);
+  optimizer_->step();
+  compat::zero_grad(*optimizer_);
+  ++ctx.global_step;
+  if (scheduler_ && scheduler_->interval() == Scheduler::Interval::Step) {
+    scheduler_->step(ctx);
+  }
+}
+
+void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callbacks& callbacks,
+                              const FitOptions& options) {
+  ctx.stage = Stage::Train;
+  ctx.num_batches = train.num_batches();
+  net_.train();
+  reset_accumulators();
+  TORCHFIT_DISPATCH(callbacks, ctx, on_train_epoch_begin);
+
+  const int64_t accumulate = options.accumulate();
+  int64_t i = 0;
+  for (const Batch& batch : train.epoch(static_cast<uint64_t>(ctx.epoch - 1))) {
+    ctx.batch_index = i;
+    ctx.batch_size = batch.size();
+    ctx.inputs = batch.inputs;
+    ctx.targets = batch.targets;
+    TORCHFIT_DISPATCH(callbacks, ctx, on_train_batch_begin);
+
+    ctx.preds = net_.forward(ctx.inputs);
+    ctx.loss = loss_(ctx.preds, ctx.targets);
+    if (ctx.loss.dim() != 0) {
+      throw DataError("the loss must be one number per batch (a mean), but '" + loss_.name() +
+                      "' returned shape " + shape_string(ctx.loss.sizes()) + "; use reduction mean");
+    }
+    TORCHFIT_DISPATCH(callbacks, ctx, on_before_backward);
+    (accumulate > 1 ? ctx.loss / static_cast<double>(accumulate) : ctx.loss).backward();
+    TORCHFIT_DISPATCH(callbacks, ctx, on_after_backward);
+    if ((i + 1) % accumulate == 0 || i + 1 == ctx.num_batches) {
+      optimizer_step(ctx, callbacks, options);
+    }
+    {
+      torch::NoGradGuard no_grad;
+      const auto preds = ctx.preds.detach();
+      loss_sum_.add_(ctx.loss.detach(), ctx.batch_size);
+      for (auto& [name, metric] : metrics_) {
+        metric->update(preds, ctx.targets);
+      }
+      sample_count_ += ctx.batch_size;
+    }
+    TORCHFIT_DISPATCH(callbacks, ctx, on_train_batch_end);
+    ++i;
+    if (ctx.stop_now()) {
+      break;
+    }
+  }
+  ctx.inputs = ctx.targets = ctx.preds = ctx.loss = torch::Tensor();
+  if (ctx.stop_now()) {
+    return;
+  }
+  write_epoch_logs(ctx.logs, "train_");
+  TORCHFIT_DISPATCH(callbacks, ctx, on_train_epoch_end);
+}
+
+void Trainer::run_validation(Context& ctx, const DataLoader& data, const Callbacks& callbacks, const char* prefix) {
+  ctx.stage = Stage::Validate;
+  ctx.num_batches = data.num_batches();
+  net_.eval();
+  torch::NoGradGuard no_grad;
+  reset_accumulators();
+  TORCHFIT_DISPATCH(callbacks, ctx, on_validation_begin);
+  int64_t i = 0;
+  for (const Batch& batch : data.epoch(0)) {
+    ctx.batch_index = i++;
+    ctx.batch_size = batch.size();
+    ctx.inputs = batch.inputs;
+    ctx.targets = batch.targets;
+    TORCHFIT_DISPATCH(callbacks, ctx, on_validation_batch_begin);
+    ctx.preds = net_.forward(ctx.inputs);
+    ctx.loss = loss_(ctx.preds, ctx.targets);
+    loss_sum_.add_(ctx.loss, ctx.batch_size);
+    for (auto& [name, metric] : metrics_) {
+      metric->update(ctx.preds, ctx.targets);
+    }
+    sample_count_ += ctx.batch_size;
+    TORCHFIT_DISPATCH(callbacks, ctx, on_validation_batch_end);
+    if (ctx.stop_now()) {
+      break;
+    }
+  }
+  ctx.inputs = ctx.targets = ctx.preds = ctx.loss = torch::Tensor();
+  write_epoch_logs(ctx.logs, prefix);
+  TORCHFIT_DISPATCH(callbacks, ctx, on_validation_end);
+}
+
+History Trainer::fit(const DataLoader& train, const FitOptions& options) {
+  return fit(train, DataLoader(), options);
+}
+
+History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const FitOptions& options) {
+  if (options.epochs() < 1) {
+    throw ConfigError("epochs must be at least 1, got " + std::to_string(options.epochs()));
+  }
+  if (options.accumulate() < 1) {
+    throw ConfigError("gradient accumulation steps must be at least 1, got " + std::to_string(options.accumulate()));
+  }
+  if (options.clip_grad_norm() < 0) {
+    throw ConfigError("the gradient clipping norm must be positive (or 0 for none), got " +
+                      std::to_string(options.clip_grad_norm()));
+  }
+  if (train_in.dataset().empty()) {
+    throw DataError("the training data is empty");
+  }
+  if (!train_in.dataset().has_targets()) {
+    throw DataError("the training data has no targets");
+  }
+  const bool has_val = !val_in.dataset().empty();
+  if (has_val && !val_in.dataset().has_targets()) {
+    throw DataError("the validation data has no targets");
+  }
+  if (options.seed()) {
+    seed_everything(*options.seed());
+  }
+  if (options.device()) {
+    to(*options.device());
+  }
+  const Callbacks& callbacks = options.callbacks();
+  for (const auto& cb : callbacks) {
+    if (!cb) {
+      throw ConfigError("a null callback was given to fit()");
+    }
+  }
+  const DataLoader train = train_in.to(device_);
+  const DataLoader val = has_val ? val_in.to(device_) : DataLoader();
+
+  history_.clear();
+  history_.set_stop_reason("");
+  Context ctx(*this);
+  ctx.epochs = options.epochs();
+  logger("trainer")->info("<<<<<< {} is used >>>>>>", device_.is_cuda() ? "cuda" : device_.str());
+
+  guarded(callbacks, ctx, [&] {
+    compat::zero_grad(*optimizer_);
+    TORCHFIT_DISPATCH(callbacks, ctx, on_fit_begin);
+    for (int64_t epoch = 1; epoch <= options.epochs() && !ctx.stop_requested(); ++epoch) {
+      const auto start = std::chrono::steady_clock::now();
+      ctx.epoch = epoch;
+      ctx.logs.clear();
+      ctx.logs.set("epoch", static_cast<double>(epoch));
+      TORCHFIT_DISPATCH(callbacks, ctx, on_epoch_begin);
+      run_train_epoch(ctx, train, callbacks, options);
+      if (ctx.stop_now()) {
+        break;  // the epoch is incomplete: no row for it
+      }
+      if (has_val) {
+        run_validation(ctx, val, callbacks, "val_");
+        if (ctx.stop_now()) {
+          break;
+        }
+      }
+      ctx.stage = Stage::Fit;
+      ctx.logs.set("time", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      if (scheduler_ && scheduler_->interval() == Scheduler::Interval::Epoch) {
+        scheduler_->step(ctx);
+      }
+      TORCHFIT_DISPATCH(callbacks, ctx, on_epoch_end);
+      history_.append(ctx.logs);
+    }
+    ctx.stage = Stage::Fit;
+    history_.set_stop_reason(ctx.stop_requested() ? ctx.stop_reason()
+                                                  : "completed " + std::to_string(options.epochs()) + " epochs");
+    TORCHFIT_DISPATCH(callbacks, ctx, on_fit_end);
+  });
+  return history_;
+}
+
+Logs Trainer::evaluate(const DataLoader& data_in, const Callbacks& callbacks) {
+  if (data_in.dataset().empty()) {
+    throw DataError("the data to evaluate on is empty");
+  }
+  if (!data_in.dataset().has_targets()) {
+    throw DataError("the data to evaluate on has no targets");
+  }
+  const DataLoader data = data_in.to(device_);
+  Context ctx(*this);
+  guarded(callbacks, ctx, [&] { run_validation(ctx, data, callbacks, "val_"); });
+  return ctx.logs;
+}
+
+torch::Tensor Trainer::predict(const DataLoader& data_in, const Callbacks& callbacks) {
+  if (data_in.dataset().empty()) {
+    throw DataError("the data to predict on is empty");
+  }
+  const DataLoader data = data_in.to(device_);
+  Context ctx(*this);
+  std::vector<torch::Tensor> outputs;
+  outputs.reserve(static_cast<size_t>(data.num_batches()));
+  guarded(callbacks, ctx, [&] {
+    ctx.stage = Stage::Predict;
+    ctx.num_batches = data.num_batches();
+    net_.eval();
+    torch::NoGradGuard no_grad;
+    TORCHFIT_DISPATCH(callbacks, ctx, on_predict_begin);
+    int64_t i = 0;
+    for (const Batch& batch : data.epoch(0)) {
+      ctx.batch_index = i++;
+      ctx.batch_size = batch.size();
+      ctx.inputs = batch.inputs;
+      TORCHFIT_DISPATCH(callbacks, ctx, on_predict_batch_begin);
+      ctx.preds = net_.forward(ctx.inputs);
+      outputs.push_back(ctx.preds);
+      TORCHFIT_DISPATCH(callbacks, ctx, on_predict_batch_end);
+    }
+    ctx.inputs = ctx.preds = torch::Tensor();
+    TORCHFIT_DISPATCH(callbacks, ctx, on_predict_end);
+  });
+  return torch::cat(outputs, 0);
+}
+
+torch::Tensor Trainer::predict(const torch::Tensor& features, int64_t batch_size) {
+  return predict(DataLoader(TensorDataset(features), LoaderOptions(batch_size)));
+}
+
+}  // namespace torchfit
