@@ -9,13 +9,13 @@
 #include <string>
 
 #include "torchfit/export.hpp"
+#include "torchfit/history.hpp"
 #include "torchfit/logs.hpp"
+#include "torchfit/net.hpp"
 
 namespace torchfit {
 
 class Trainer;
-class History;
-class Net;
 class Scheduler;
 
 /// Which loop is running.

@@ -1,6 +1,7 @@
 // The one place where LibTorch 1.13 and 2.x differ for torchfit.
 #pragma once
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <string>
@@ -27,5 +28,8 @@ inline void zero_grad(torch::optim::Optimizer& optimizer) {
     }
   }
 }
+
+/// A CPU generator of its own, so seeded data does not disturb (or depend on) the global one.
+inline torch::Generator make_generator(uint64_t seed) { return at::detail::createCPUGenerator(seed); }
 
 }  // namespace torchfit::compat

@@ -10,6 +10,7 @@
 
 #include "torchfit/callback.hpp"
 #include "torchfit/compat.hpp"
+#include "torchfit/errors.hpp"
 #include "torchfit/export.hpp"
 #include "torchfit/metric.hpp"
 #include "torchfit/model.hpp"

@@ -12,6 +12,7 @@
 #include "torchfit/loss.hpp"
 #include "torchfit/metric.hpp"
 #include "torchfit/model.hpp"
+#include "torchfit/monitor.hpp"
 #include "torchfit/net.hpp"
 #include "torchfit/plugin.hpp"
 #include "torchfit/registry.hpp"

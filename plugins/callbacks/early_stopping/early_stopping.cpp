@@ -1,0 +1,140 @@
+// early_stopping: stops training when a monitored value stops improving; restores the best weights.
+#include <torchfit/checkpoint.hpp>
+#include <torchfit/errors.hpp>
+#include <torchfit/log.hpp>
+#include <torchfit/monitor.hpp>
+#include <torchfit/plugin.hpp>
+
+namespace {
+
+namespace po = boost::program_options;
+
+struct Settings {
+  std::string monitor = "val_loss";
+  torchfit::MonitorMode mode = torchfit::MonitorMode::Auto;
+  int64_t patience = 5;
+  double min_delta = 0.0;
+  std::optional<double> baseline;
+  int64_t start_from_epoch = 0;
+  bool restore_best_weights = true;
+};
+
+// Follows Keras' EarlyStopping: `wait` counts epochs since the last improvement, and training
+// stops once it reaches `patience`. An improvement resets `wait` only if it also beats the
+// baseline. torchkeras' message and its "reload the best checkpoint" default are kept.
+class EarlyStopping final : public torchfit::Callback {
+ public:
+  explicit EarlyStopping(Settings s) : s_(std::move(s)), monitor_(s_.monitor, s_.mode, s_.min_delta) {}
+
+  void on_fit_begin(torchfit::Context& ctx) override {
+    wait_ = 0;
+    best_epoch_ = 0;
+    stopped_epoch_ = 0;
+    best_weights_.clear();
+    resolved_ = false;
+  }
+
+  void on_epoch_end(torchfit::Context& ctx) override {
+    const double current = monitor_.current(ctx);  // throws, listing the logged keys, when missing
+    if (!resolved_) {
+      monitor_.higher_is_better(ctx);  // mode auto: ask the metric which way is better
+      best_ = monitor_.worst();
+      resolved_ = true;
+    }
+    if (ctx.epoch <= s_.start_from_epoch) {
+      return;
+    }
+    ++wait_;
+    if (monitor_.improves(current, best_)) {
+      best_ = current;
+      best_epoch_ = ctx.epoch;
+      if (s_.restore_best_weights) {
+        best_weights_ = torchfit::snapshot_weights(ctx.net());
+      }
+      if (!s_.baseline || monitor_.improves(current, *s_.baseline)) {
+        wait_ = 0;
+      }
+      return;
+    }
+    if (wait_ >= s_.patience) {
+      stopped_epoch_ = ctx.epoch;
+      const std::string message = "<<<<<< " + s_.monitor + " without improvement in " + std::to_string(s_.patience) +
+                                  " epoch,early stopping >>>>>>";
+      torchfit::logger("early_stopping")->info(message);
+      ctx.request_stop("early stopping: " + s_.monitor + " did not improve for " + std::to_string(s_.patience) +
+                       " epochs (best " + torchfit::format_value(best_) + " at epoch " + std::to_string(best_epoch_) +
+                       ")");
+    }
+  }
+
+  void on_fit_end(torchfit::Context& ctx) override {
+    if (s_.restore_best_weights && !best_weights_.empty() && best_epoch_ != ctx.history().size()) {
+      torchfit::restore_weights(ctx.net(), best_weights_);
+      torchfit::logger("early_stopping")
+          ->info("restored the weights of epoch {} ({} = {})", best_epoch_, s_.monitor, torchfit::format_value(best_));
+    }
+  }
+
+  void state_dict(torch::serialize::OutputArchive& archive) const override {
+    archive.write("wait", c10::IValue(wait_));
+    archive.write("best", c10::IValue(best_));
+    archive.write("best_epoch", c10::IValue(best_epoch_));
+    archive.write("stopped_epoch", c10::IValue(stopped_epoch_));
+  }
+  void load_state_dict(torch::serialize::InputArchive& archive) override {
+    c10::IValue v;
+    if (archive.try_read("wait", v)) wait_ = v.toInt();
+    if (archive.try_read("best", v)) best_ = v.toDouble();
+    if (archive.try_read("best_epoch", v)) best_epoch_ = v.toInt();
+    if (archive.try_read("stopped_epoch", v)) stopped_epoch_ = v.toInt();
+  }
+
+ private:
+  Settings s_;
+  torchfit::Monitor monitor_;
+  int64_t wait_ = 0;
+  int64_t best_epoch_ = 0;
+  int64_t stopped_epoch_ = 0;
+  double best_ = 0;
+  bool resolved_ = false;
+  std::vector<std::pair<std::string, torch::Tensor>> best_weights_;
+};
+
+torchfit::PluginInfo describe() {
+  torchfit::PluginInfo info(torchfit::PluginKind::Callback, "early_stopping", "1.0.0",
+                            "Stops training when a monitored value stops improving, then restores the best weights");
+  info.options->add_options()                                                                //
+      ("monitor", po::value<std::string>()->default_value("val_loss"), "logged value to watch")  //
+      ("mode", po::value<std::string>()->default_value("auto"),
+       "min, max, or auto (from the metric: acc, auc, f1, precision, recall, r2 are better higher)")  //
+      ("patience", po::value<int64_t>()->default_value(5), "epochs without improvement before stopping")  //
+      ("min-delta", po::value<double>()->default_value(0.0), "smallest change that counts as an improvement")  //
+      ("baseline", po::value<double>(), "value to reach; until it is beaten, patience keeps running out")  //
+      ("start-from-epoch", po::value<int64_t>()->default_value(0), "warm-up epochs during which nothing is counted")  //
+      ("restore-best-weights", po::value<bool>()->default_value(true),
+       "at the end of training, put back the weights of the best epoch (whatever stopped the run)");
+  return info;
+}
+
+std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
+  Settings s;
+  s.monitor = o["monitor"].as<std::string>();
+  s.mode = torchfit::parse_monitor_mode(o["mode"].as<std::string>(), "early_stopping.mode");
+  s.patience = o["patience"].as<int64_t>();
+  s.min_delta = o["min-delta"].as<double>();
+  if (o.count("baseline")) s.baseline = o["baseline"].as<double>();
+  s.start_from_epoch = o["start-from-epoch"].as<int64_t>();
+  s.restore_best_weights = o["restore-best-weights"].as<bool>();
+  if (s.patience < 0) {
+    throw torchfit::ConfigError("early_stopping.patience must be 0 or more, got " + std::to_string(s.patience));
+  }
+  if (s.start_from_epoch < 0) {
+    throw torchfit::ConfigError("early_stopping.start-from-epoch must be 0 or more, got " +
+                                std::to_string(s.start_from_epoch));
+  }
+  return std::make_shared<EarlyStopping>(std::move(s));
+}
+
+}  // namespace
+
+TORCHFIT_CALLBACK_PLUGIN(describe, create)

@@ -1,0 +1,171 @@
+// model_checkpoint: saves the best weights (and optionally the last and the top k) atomically.
+#include <torchfit/checkpoint.hpp>
+#include <torchfit/errors.hpp>
+#include <torchfit/io.hpp>
+#include <torchfit/log.hpp>
+#include <torchfit/monitor.hpp>
+#include <torchfit/plugin.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+namespace {
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+struct Settings {
+  fs::path path = "checkpoint";
+  std::string monitor = "val_loss";
+  torchfit::MonitorMode mode = torchfit::MonitorMode::Auto;
+  bool save_best_only = true;
+  bool save_last = false;
+  int64_t every_n_epochs = 1;
+  int64_t top_k = 1;
+};
+
+// Files, for --ckpt-path P:
+//   P                 the best weights so far (save-best-only), or the latest saved ones
+//   P.epoch007        per-epoch copies, kept for the top-k epochs by the monitor (top-k > 1, or -1 for all)
+//   P.last            the weights after the latest epoch (save-last)
+// Every write goes to a temporary file that is renamed over the target, so a crash mid-save
+// leaves the previous file intact.
+class ModelCheckpoint final : public torchfit::Callback {
+ public:
+  explicit ModelCheckpoint(Settings s) : s_(std::move(s)), monitor_(s_.monitor, s_.mode) {}
+
+  void on_fit_begin(torchfit::Context& ctx) override {
+    torchfit::check_writable_parent(s_.path, "checkpoint path");
+    resolved_ = false;
+  }
+
+  void on_epoch_end(torchfit::Context& ctx) override {
+    if (s_.save_last) {
+      torchfit::save_weights(ctx.net(), last_path(), "", ctx.logs);
+    }
+    if (ctx.epoch % s_.every_n_epochs != 0) {
+      return;
+    }
+    const double current = monitor_.current(ctx);  // throws, listing the logged keys, when missing
+    if (!resolved_) {
+      monitor_.higher_is_better(ctx);
+      if (best_epochs_.empty()) best_ = monitor_.worst();
+      resolved_ = true;
+    }
+    const bool improved = monitor_.improves(current, best_);
+    if (improved) {
+      best_ = current;
+      best_epoch_ = ctx.epoch;
+      torchfit::logger("model_checkpoint")->info("<<<<<< reach best {} : {} >>>>>>", s_.monitor, torchfit::format_value(current));
+    }
+    if (improved || !s_.save_best_only) {
+      torchfit::save_weights(ctx.net(), s_.path, "", ctx.logs);
+    }
+    if (s_.top_k > 1 || s_.top_k == -1) {
+      keep_top_k(ctx, current);
+    }
+  }
+
+  void state_dict(torch::serialize::OutputArchive& archive) const override {
+    archive.write("best", c10::IValue(best_));
+    archive.write("best_epoch", c10::IValue(best_epoch_));
+    c10::List<int64_t> epochs;
+    c10::List<double> values;
+    for (const auto& [value, epoch] : best_epochs_) {
+      values.push_back(value);
+      epochs.push_back(epoch);
+    }
+    archive.write("top_epochs", c10::IValue(epochs));
+    archive.write("top_values", c10::IValue(values));
+  }
+  void load_state_dict(torch::serialize::InputArchive& archive) override {
+    c10::IValue v, e;
+    if (archive.try_read("best", v)) best_ = v.toDouble();
+    if (archive.try_read("best_epoch", v)) best_epoch_ = v.toInt();
+    if (archive.try_read("top_values", v) && archive.try_read("top_epochs", e)) {
+      best_epochs_.clear();
+      auto values = v.toDoubleList();
+      auto epochs = e.toIntList();
+      for (size_t i = 0; i < values.size() && i < epochs.size(); ++i) {
+        best_epochs_.emplace_back(values.get(i), epochs.get(i));
+      }
+    }
+  }
+
+ private:
+  fs::path last_path() const { return fs::path(s_.path.string() + ".last"); }
+  fs::path epoch_path(int64_t epoch) const {
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, ".epoch%03lld", static_cast<long long>(epoch));
+    return fs::path(s_.path.string() + suffix);
+  }
+
+  void keep_top_k(torchfit::Context& ctx, double current) {
+    const bool higher = monitor_.mode_name() == "max";
+    auto better = [&](const auto& a, const auto& b) { return higher ? a.first > b.first : a.first < b.first; };
+    const std::pair<double, int64_t> entry{current, ctx.epoch};
+    auto at = std::upper_bound(best_epochs_.begin(), best_epochs_.end(), entry, better);
+    const auto rank = static_cast<int64_t>(at - best_epochs_.begin());
+    if (s_.top_k != -1 && rank >= s_.top_k) {
+      return;  // not among the k best: nothing to write
+    }
+    torchfit::save_weights(ctx.net(), epoch_path(ctx.epoch), "", ctx.logs);
+    best_epochs_.insert(at, entry);
+    while (s_.top_k != -1 && static_cast<int64_t>(best_epochs_.size()) > s_.top_k) {
+      std::error_code ec;
+      fs::remove(epoch_path(best_epochs_.back().second), ec);
+      best_epochs_.pop_back();
+    }
+  }
+
+  Settings s_;
+  torchfit::Monitor monitor_;
+  bool resolved_ = false;
+  double best_ = 0;
+  int64_t best_epoch_ = 0;
+  std::vector<std::pair<double, int64_t>> best_epochs_;  // (value, epoch), best first
+};
+
+torchfit::PluginInfo describe() {
+  torchfit::PluginInfo info(torchfit::PluginKind::Callback, "model_checkpoint", "1.0.0",
+                            "Saves the best weights (and optionally the last and the top k) atomically");
+  info.options->add_options()                                                                         //
+      ("ckpt-path", po::value<std::string>()->default_value("checkpoint"), "file for the best weights")  //
+      ("monitor", po::value<std::string>()->default_value("val_loss"), "logged value that decides the best")  //
+      ("mode", po::value<std::string>()->default_value("auto"), "min, max, or auto (from the metric)")      //
+      ("save-best-only", po::value<bool>()->default_value(true),
+       "write the checkpoint only when the monitored value improves (else every considered epoch)")  //
+      ("save-last", po::value<bool>()->default_value(false), "also write <ckpt-path>.last after every epoch")  //
+      ("every-n-epochs", po::value<int64_t>()->default_value(1), "consider saving every N epochs")        //
+      ("top-k", po::value<int64_t>()->default_value(1),
+       "keep <ckpt-path>.epochNNN files for the k best epochs (1: only <ckpt-path>; -1: every epoch)");
+  return info;
+}
+
+std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
+  Settings s;
+  s.path = o["ckpt-path"].as<std::string>();
+  s.monitor = o["monitor"].as<std::string>();
+  s.mode = torchfit::parse_monitor_mode(o["mode"].as<std::string>(), "model_checkpoint.mode");
+  s.save_best_only = o["save-best-only"].as<bool>();
+  s.save_last = o["save-last"].as<bool>();
+  s.every_n_epochs = o["every-n-epochs"].as<int64_t>();
+  s.top_k = o["top-k"].as<int64_t>();
+  if (s.path.empty() || s.path.filename().empty()) {
+    throw torchfit::ConfigError("model_checkpoint.ckpt-path must name a file, got '" + s.path.string() + "'");
+  }
+  if (s.every_n_epochs < 1) {
+    throw torchfit::ConfigError("model_checkpoint.every-n-epochs must be at least 1, got " +
+                                std::to_string(s.every_n_epochs));
+  }
+  if (s.top_k < 1 && s.top_k != -1) {
+    throw torchfit::ConfigError("model_checkpoint.top-k must be at least 1, or -1 for all, got " +
+                                std::to_string(s.top_k));
+  }
+  return std::make_shared<ModelCheckpoint>(std::move(s));
+}
+
+}  // namespace
+
+TORCHFIT_CALLBACK_PLUGIN(describe, create)
