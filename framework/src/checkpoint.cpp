@@ -99,7 +99,7 @@ void save_weights(const Net& net, const fs::path& path, const std::string& model
   torch::serialize::OutputArchive archive;
   archive.write("torchfit_format", c10::IValue(kCheckpointFormat));
   archive.write("kind", c10::IValue(std::string("weights")));
-  archive.write("model", c10::IValue(model));
+  archive.write("model", c10::IValue(model.empty() ? net.name() : model));
   c10::List<std::string> names;
   int64_t i = 0;
   for (const auto& [name, tensor] : named_state(net)) {
@@ -129,9 +129,10 @@ CheckpointInfo read_checkpoint_info(const fs::path& path) {
   return read_info(archive, path);
 }
 
-CheckpointInfo load_weights(Net& net, const fs::path& path, const std::string& model) {
+CheckpointInfo load_weights(Net& net, const fs::path& path, const std::string& model_name) {
   auto archive = open_archive(path);
   auto info = read_info(archive, path);
+  const std::string& model = model_name.empty() ? net.name() : model_name;
   if (!model.empty() && !info.model.empty() && info.model != model) {
     throw CheckpointError("checkpoint '" + path.string() + "' was written for model '" + info.model +
                           "', not '" + model + "'; use --model " + info.model + " or another checkpoint");

@@ -49,11 +49,12 @@ std::shared_ptr<T> hold_library(std::shared_ptr<T> object, Library library) {
 // A model plugin whose nets and losses keep its library loaded too.
 class LibraryModel final : public ModelPlugin {
  public:
-  LibraryModel(std::shared_ptr<ModelPlugin> inner, Library library)
-      : inner_(std::move(inner)), library_(std::move(library)) {}
+  LibraryModel(std::shared_ptr<ModelPlugin> inner, Library library, std::string name)
+      : inner_(std::move(inner)), library_(std::move(library)), name_(std::move(name)) {}
   Net make_net() const override {
     auto net = inner_->make_net();
     net.keep_alive(library_);
+    net.set_name(name_);
     return net;
   }
   Loss make_loss() const override {
@@ -66,10 +67,12 @@ class LibraryModel final : public ModelPlugin {
   int64_t default_batch_size() const override { return inner_->default_batch_size(); }
   DataSplits make_data(uint64_t seed) const override { return inner_->make_data(seed); }
   int64_t input_features() const override { return inner_->input_features(); }
+  Predictions to_predictions(const torch::Tensor& outputs) const override { return inner_->to_predictions(outputs); }
 
  private:
   std::shared_ptr<ModelPlugin> inner_;  // destroyed before library_
   Library library_;
+  std::string name_;
 };
 
 std::string major_minor(const std::string& version) {
@@ -197,7 +200,7 @@ void Registry::scan(const fs::path& dir) {
                           true});
       continue;
     }
-    plugins_.push_back({info, file, library});
+    plugins_.push_back({library, info, file});
   }
 }
 
@@ -325,7 +328,8 @@ std::shared_ptr<ModelPlugin> Registry::make_model(const std::string& name, const
   if (!made) {
     throw PluginError("model plugin '" + name + "' returned nothing from its factory");
   }
-  return std::make_shared<LibraryModel>(hold_library(std::move(made), entry.library), entry.library);
+  return std::make_shared<LibraryModel>(hold_library(std::move(made), entry.library), entry.library,
+                                        entry.info.name);
 }
 
 Metrics Registry::make_metrics(const std::vector<std::string>& names) const {

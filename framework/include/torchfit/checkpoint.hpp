@@ -28,11 +28,12 @@ TORCHFIT_EXPORT std::vector<std::pair<std::string, torch::Tensor>> snapshot_weig
 TORCHFIT_EXPORT void restore_weights(Net& net, const std::vector<std::pair<std::string, torch::Tensor>>& snapshot);
 
 /// Saves the net's parameters and buffers to `path` atomically (a crash mid-save leaves the
-/// previous file intact). `model` and `logs` are stored alongside for the reader.
+/// previous file intact). `model` (default: the net's name) and `logs` are stored alongside.
 TORCHFIT_EXPORT void save_weights(const Net& net, const std::filesystem::path& path, const std::string& model = "",
                                   const Logs& logs = {});
 /// Loads weights saved by save_weights into `net`. Throws CheckpointError when the file is
-/// missing, damaged, from a newer torchfit, from another model (`model` given and different),
+/// missing, damaged, from a newer torchfit, from another model (`model`, default the net's
+/// name, differs from the name stored),
 /// or when its parameters do not fit the net (each mismatch named with both shapes).
 TORCHFIT_EXPORT CheckpointInfo load_weights(Net& net, const std::filesystem::path& path,
                                             const std::string& model = "");

@@ -20,6 +20,12 @@ struct OptimizerDefaults {
   double lr = 3e-4;
 };
 
+/// What `torchfit predict` writes: named columns, one row per sample.
+struct Predictions {
+  std::vector<std::string> columns;
+  torch::Tensor values;  ///< [N, columns.size()], on the CPU
+};
+
 /// A training split and a validation split.
 struct DataSplits {
   TensorDataset train;
@@ -40,6 +46,9 @@ class TORCHFIT_EXPORT ModelPlugin {
   virtual DataSplits make_data(uint64_t seed) const = 0;
   /// Features per sample, for reading prediction inputs (CSV columns).
   virtual int64_t input_features() const = 0;
+  /// Turns the net's raw outputs into what a user reads (probabilities, classes, values).
+  /// By default: the outputs themselves, as `prediction` (or prediction_0, prediction_1, ...).
+  virtual Predictions to_predictions(const torch::Tensor& outputs) const;
 };
 
 }  // namespace torchfit

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -48,8 +49,14 @@ class TORCHFIT_EXPORT Net {
   /// copies. Destroyed after the module, so the module's code is still loaded when it dies.
   void keep_alive(std::shared_ptr<void> owner) { owner_ = std::move(owner); }
 
+  /// The model's name (a model plugin's name), stored in checkpoints so that loading
+  /// another model's weights is refused by name. Empty for nets made in code.
+  const std::string& name() const { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+
  private:
   std::shared_ptr<void> owner_;  // first member: destroyed last
+  std::string name_;
   std::shared_ptr<torch::nn::Module> module_;
   std::function<torch::Tensor(const torch::Tensor&)> forward_;
 };

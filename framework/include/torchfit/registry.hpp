@@ -15,9 +15,10 @@ namespace torchfit {
 
 /// One plugin found on disk.
 struct PluginEntry {
+  /// First member, so it is destroyed last: `info` holds objects whose code is in the library.
+  std::shared_ptr<boost::dll::shared_library> library;
   PluginInfo info;
   std::filesystem::path file;
-  std::shared_ptr<boost::dll::shared_library> library;
 };
 
 /// A file that was looked at and not taken, with the reason.

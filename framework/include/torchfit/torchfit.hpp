@@ -3,10 +3,12 @@
 
 #include "torchfit/callback.hpp"
 #include "torchfit/checkpoint.hpp"
+#include "torchfit/csv.hpp"
 #include "torchfit/data.hpp"
 #include "torchfit/device.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/history.hpp"
+#include "torchfit/io.hpp"
 #include "torchfit/log.hpp"
 #include "torchfit/logs.hpp"
 #include "torchfit/loss.hpp"

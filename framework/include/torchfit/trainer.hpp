@@ -69,6 +69,9 @@ class TORCHFIT_EXPORT Trainer {
   void to(torch::Device device);
   /// The history of the last fit.
   const History& history() const { return history_; }
+  /// Whether a larger value of a logged key (val_acc, train_loss, ...) is better, from the
+  /// metric behind it; nothing for keys the trainer does not know.
+  std::optional<bool> higher_is_better(const std::string& key) const;
 
  private:
   friend class Context;
@@ -80,7 +83,6 @@ class TORCHFIT_EXPORT Trainer {
   void reset_accumulators();
   void write_epoch_logs(Logs& logs, const char* prefix);
   Logs running_logs() const;
-  std::optional<bool> higher_is_better(const std::string& key) const;
 
   Net net_;
   Loss loss_;

@@ -17,6 +17,10 @@ class DnnBinary final : public torchfit::ModelPlugin {
   torchfit::OptimizerDefaults default_optimizer() const override { return {"adam", 0.001}; }
   int64_t default_batch_size() const override { return 100; }
   int64_t input_features() const override { return 2; }
+  torchfit::Predictions to_predictions(const torch::Tensor& outputs) const override {
+    auto probability = torch::sigmoid(outputs.detach().to(torch::kCPU, torch::kDouble)).reshape({-1, 1});
+    return {{"probability", "class"}, torch::cat({probability, (probability >= 0.5).to(torch::kDouble)}, 1)};
+  }
 
   torchfit::DataSplits make_data(uint64_t seed) const override {
     auto gen = torchfit::compat::make_generator(seed);

@@ -1,0 +1,510 @@
+// The runner's command line: commands, options, config files and plugin option routing.
+#include "cli.hpp"
+
+#include <boost/make_shared.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <iomanip>
+#include <sstream>
+
+#include <torchfit/errors.hpp>
+
+namespace torchfit::cli {
+
+namespace {
+
+const char* const kDefaultCallbacks = "early_stopping,model_checkpoint,progress_bar,lr_monitor";
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    item = trim(item);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+po::options_description general_options() {
+  po::options_description d("General options");
+  d.add_options()                                                                                 //
+      ("help,h", "show this help (with the options of the plugins the command would load)")         //
+      ("config", po::value<std::string>()->value_name("FILE"),
+       "INI file with the same option names (plugin options under [plugin] sections); the command line wins")  //
+      ("plugin-dir", po::value<std::vector<std::string>>()->value_name("DIR")->composing(),
+       "also search DIR for plugins (repeatable; TORCHFIT_PLUGIN_PATH adds more)")  //
+      ("log-level", po::value<std::string>()->value_name("LEVEL")->default_value("info"),
+       "trace, debug, info, warn, error or off (debug also shows error details)");
+  return d;
+}
+
+void add_model_options(po::options_description& d, bool train) {
+  d.add_options()                                                                            //
+      ("model", po::value<std::string>()->value_name("NAME"), "model plugin (torchfit plugins lists them)")  //
+      ("seed", po::value<uint64_t>()->default_value(0), "seeds the data, the split, the weights and the shuffle")  //
+      ("device", po::value<std::string>()->default_value("auto"), "auto, cpu, cuda or cuda:N")  //
+      ("batch-size", po::value<int64_t>()->value_name("N"), "samples per batch (default: the model's)")  //
+      ("metrics", po::value<std::string>()->value_name("LIST"),
+       train ? "comma-separated metric names (default: the model's; torchfit plugins lists them)"
+             : "metrics to report (default: those of the run, or the model's)");
+}
+
+po::options_description command_options(const std::string& command) {
+  po::options_description d(command + " options");
+  if (command == "train") {
+    add_model_options(d, true);
+    d.add_options()                                                                                    //
+        ("epochs", po::value<int64_t>()->default_value(10), "epochs to train at most")                   //
+        ("lr", po::value<double>(), "learning rate (default: the model's)")                             //
+        ("optimizer", po::value<std::string>(), "adam, adamw or sgd (default: the model's)")            //
+        ("momentum", po::value<double>()->default_value(0.9), "momentum for sgd")                        //
+        ("weight-decay", po::value<double>()->default_value(0.0), "weight decay (L2; decoupled for adamw)")  //
+        ("callbacks", po::value<std::string>()->value_name("LIST")->default_value(kDefaultCallbacks),
+         "comma-separated callback plugins, run in this order; 'none' for none")  //
+        ("patience", po::value<int64_t>(), "shortcut for early_stopping.patience (default 5)")  //
+        ("monitor", po::value<std::string>(),
+         "value the callbacks watch: early_stopping.monitor and model_checkpoint.monitor (default val_loss)")  //
+        ("mode", po::value<std::string>(), "min, max or auto for the monitored value (default auto)")  //
+        ("ckpt-path", po::value<std::string>()->value_name("FILE")->default_value("checkpoint"),
+         "best-weights file (model_checkpoint.ckpt-path); the run's settings go to FILE.ini")  //
+        ("history", po::value<std::string>()->value_name("FILE")->default_value("history.csv"),
+         "where to write the history: CSV, or JSON when FILE ends in .json")  //
+        ("accumulate", po::value<int64_t>()->default_value(1), "gradient accumulation: batches per optimizer step")  //
+        ("clip-grad-norm", po::value<double>()->default_value(0.0), "clip the gradients' L2 norm to this (0: off)")  //
+        ("quiet,q", po::bool_switch(), "no progress display or messages; only the final table");
+  } else if (command == "evaluate") {
+    add_model_options(d, false);
+    d.add_options()  //
+        ("ckpt-path", po::value<std::string>()->value_name("FILE")->default_value("checkpoint"),
+         "weights to evaluate (FILE.ini, written by train, supplies the run's settings)")  //
+        ("json", po::bool_switch(), "print one JSON object instead of key=value pairs");
+  } else if (command == "predict") {
+    add_model_options(d, false);
+    d.add_options()  //
+        ("ckpt-path", po::value<std::string>()->value_name("FILE")->default_value("checkpoint"),
+         "weights to predict with (FILE.ini, written by train, supplies the run's settings)")  //
+        ("input", po::value<std::string>()->value_name("FILE.csv"), "features, one row per sample, header optional")  //
+        ("output", po::value<std::string>()->value_name("FILE.csv"), "where to write one prediction row per input row");
+  } else if (command == "summary") {
+    d.add_options()("model", po::value<std::string>()->value_name("NAME"), "model plugin to show");
+  }
+  return d;
+}
+
+// Every runner option name of every command: keys a config file may hold.
+const std::set<std::string>& all_runner_keys() {
+  static const std::set<std::string> keys = [] {
+    std::set<std::string> k;
+    for (const auto& [command, text] : commands()) {
+      for (const auto& opt : command_options(command).options()) k.insert(opt->long_name());
+    }
+    for (const auto& opt : general_options().options()) k.insert(opt->long_name());
+    k.erase("help");
+    return k;
+  }();
+  return keys;
+}
+
+std::string default_text(const po::option_description& opt) {
+  const auto param = opt.format_parameter();
+  const auto pos = param.find("(=");
+  return pos == std::string::npos ? "" : param.substr(pos + 2, param.size() - pos - 3);
+}
+
+// Adds --<plugin>.<option> for each option of the plugin, as text: the plugin parses it.
+void add_plugin_group(po::options_description& all, const PluginEntry& entry) {
+  po::options_description group(std::string(kind_name(entry.info.kind)) + " plugin '" + entry.info.name +
+                                "' (--" + entry.info.name + ".<option>, or [" + entry.info.name + "] in a config file)");
+  for (const auto& opt : entry.info.options->options()) {
+    auto* value = po::value<std::string>();
+    const auto def = default_text(*opt);
+    if (!def.empty()) value->default_value(def);
+    if (opt->semantic()->min_tokens() == 0) value->implicit_value("true");
+    group.add(boost::make_shared<po::option_description>((entry.info.name + "." + opt->long_name()).c_str(), value,
+                                                         opt->description().c_str()));
+  }
+  all.add(group);
+}
+
+std::vector<std::string> option_names(const po::options_description& d) {
+  std::vector<std::string> names;
+  for (const auto& opt : d.options()) names.push_back(opt->long_name());
+  return names;
+}
+
+[[noreturn]] void unknown_option(const std::string& raw, const po::options_description& known, const Registry* registry,
+                                 const std::string& command, const std::string& where) {
+  std::string name = raw;
+  while (!name.empty() && name[0] == '-') name.erase(0, 1);
+  if (auto eq = name.find('='); eq != std::string::npos) name.resize(eq);
+  std::string msg = where + "unknown option '" + name + "' for '" + command + "'";
+  if (registry) {
+    if (auto dot = name.find('.'); dot != std::string::npos) {
+      const auto plugin = name.substr(0, dot);
+      for (const auto& p : registry->plugins()) {
+        if (p.info.name == plugin) {
+          const auto option = name.substr(dot + 1);
+          const auto names = option_names(*p.info.options);
+          if (std::find(names.begin(), names.end(), option) != names.end()) {
+            throw ConfigError(where + "option '" + name + "' belongs to plugin '" + plugin +
+                              "', which this command does not load" +
+                              (p.info.kind == PluginKind::Callback ? " (add it to --callbacks)" : ""));
+          }
+          const auto guess = closest_name(option, names);
+          throw ConfigError(where + "plugin '" + plugin + "' has no option '" + option + "'" +
+                            (guess.empty() ? "" : "; did you mean '" + plugin + "." + guess + "'?") +
+                            " See: torchfit " + command + " --help");
+        }
+      }
+    }
+  }
+  const auto guess = closest_name(name, option_names(known));
+  throw ConfigError(msg + (guess.empty() ? "" : "; did you mean '--" + guess + "'?") + " See: torchfit " + command +
+                    " --help");
+}
+
+void store_command_line(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
+                        const Registry* registry, const std::string& command) {
+  try {
+    auto parsed = po::command_line_parser(args).options(desc).run();
+    for (const auto& opt : parsed.options) {
+      if (opt.position_key >= 0) {
+        throw ConfigError("unexpected argument '" + opt.value.front() + "'; options start with -- (see: torchfit " +
+                          command + " --help)");
+      }
+    }
+    po::store(parsed, vm);
+  } catch (const po::unknown_option& e) {
+    unknown_option(e.get_option_name(), desc, registry, command, "");
+  } catch (const po::error& e) {
+    throw ConfigError(std::string(e.what()) + " (see: torchfit " + command + " --help)");
+  }
+}
+
+std::string text_of(const boost::any& value) {
+  if (value.empty()) return "";
+  if (auto* v = boost::any_cast<std::string>(&value)) return *v;
+  if (auto* v = boost::any_cast<int64_t>(&value)) return std::to_string(*v);
+  if (auto* v = boost::any_cast<uint64_t>(&value)) return std::to_string(*v);
+  if (auto* v = boost::any_cast<int>(&value)) return std::to_string(*v);
+  if (auto* v = boost::any_cast<unsigned>(&value)) return std::to_string(*v);
+  if (auto* v = boost::any_cast<bool>(&value)) return *v ? "true" : "false";
+  if (auto* v = boost::any_cast<double>(&value)) {
+    std::ostringstream out;
+    out << std::setprecision(17) << *v;
+    return out.str();
+  }
+  if (auto* v = boost::any_cast<std::vector<std::string>>(&value)) {
+    std::string out;
+    for (const auto& item : *v) out += (out.empty() ? "" : ",") + item;
+    return out;
+  }
+  return "";
+}
+
+}  // namespace
+
+const std::vector<std::pair<std::string, std::string>>& commands() {
+  static const std::vector<std::pair<std::string, std::string>> list = {
+      {"train", "train a model plugin with callback plugins; writes the best weights and the history"},
+      {"evaluate", "load weights and print the validation loss and metrics"},
+      {"predict", "load weights and write one prediction row per row of a CSV file"},
+      {"summary", "print a model's layer table (output shapes, parameter counts, sizes)"},
+      {"plugins", "list every plugin found, with kind, version, description and file"},
+  };
+  return list;
+}
+
+std::vector<ConfigEntry> read_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    throw ConfigError("cannot read config file '" + path + "': " +
+                      (std::ifstream(path).good() ? "permission denied" : "no such file"));
+  }
+  std::vector<ConfigEntry> entries;
+  std::string section, line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const auto text = trim(line);
+    if (text.empty() || text[0] == '#' || text[0] == ';') continue;
+    const std::string where = path + ":" + std::to_string(n) + ": ";
+    if (text[0] == '[') {
+      if (text.back() != ']' || text.size() < 3) {
+        throw ConfigError(where + "malformed section header '" + text + "'; write [plugin_name]");
+      }
+      section = trim(text.substr(1, text.size() - 2));
+      continue;
+    }
+    const auto eq = text.find('=');
+    if (eq == std::string::npos || trim(text.substr(0, eq)).empty()) {
+      throw ConfigError(where + "malformed line '" + text + "'; write key = value");
+    }
+    auto key = trim(text.substr(0, eq));
+    auto value = trim(text.substr(eq + 1));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+    entries.push_back({section.empty() ? key : section + "." + key, value, path, n});
+  }
+  return entries;
+}
+
+PluginOptions Invocation::plugin_options(const PluginEntry& entry) const {
+  std::vector<std::string> args;
+  const auto it = plugin_values.find(entry.info.name);
+  std::set<std::string> given;
+  if (it != plugin_values.end()) {
+    for (const auto& arg : it->second) {
+      args.push_back(arg);
+      given.insert(arg.substr(2, arg.find('=') - 2));
+    }
+  }
+  // A runner option with the same name as a plugin option (--monitor, --patience,
+  // --ckpt-path, ...) applies to every loaded plugin that has it, unless set for the plugin.
+  for (const auto& opt : entry.info.options->options()) {
+    const auto& name = opt->long_name();
+    if (!given.count(name) && options.count(name) && !options[name].defaulted()) {
+      args.push_back("--" + name + "=" + text_of(options[name].value()));
+    }
+  }
+  return registry->parse_options(entry, args);
+}
+
+Invocation parse(int argc, char** argv) {
+  Invocation inv;
+  if (argc < 2) {
+    throw ConfigError("no command given; run 'torchfit --help' to see the commands");
+  }
+  inv.command = argv[1];
+  bool known = false;
+  for (const auto& [name, text] : commands()) known = known || name == inv.command;
+  if (!known) {
+    std::vector<std::string> names;
+    for (const auto& [name, text] : commands()) names.push_back(name);
+    const auto guess = closest_name(inv.command, names);
+    throw ConfigError("unknown command '" + inv.command + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
+                      " Commands: train, evaluate, predict, summary, plugins");
+  }
+  const std::vector<std::string> args(argv + 2, argv + argc);
+
+  po::options_description runner;
+  runner.add(command_options(inv.command)).add(general_options());
+
+  // Pass 1: the runner's own options, to learn the config file, plugin folders and plugins.
+  po::variables_map first;
+  try {
+    po::store(po::command_line_parser(args).options(runner).allow_unregistered().run(), first);
+  } catch (const po::error& e) {
+    throw ConfigError(std::string(e.what()) + " (see: torchfit " + inv.command + " --help)");
+  }
+  if (first.count("config")) {
+    inv.config_file = first["config"].as<std::string>();
+  } else if ((inv.command == "evaluate" || inv.command == "predict") && first.count("ckpt-path")) {
+    const auto beside = first["ckpt-path"].as<std::string>() + ".ini";
+    if (std::ifstream(beside).good()) inv.config_file = beside;
+  }
+  if (!inv.config_file.empty()) inv.config = read_config(inv.config_file);
+  auto from_config = [&](const std::string& key) -> std::optional<std::string> {
+    for (const auto& e : inv.config) {
+      if (e.key == key) return e.value;
+    }
+    return std::nullopt;
+  };
+
+  std::vector<std::filesystem::path> dirs;
+  if (first.count("plugin-dir")) {
+    for (const auto& d : first["plugin-dir"].as<std::vector<std::string>>()) dirs.emplace_back(d);
+  }
+  for (const auto& e : inv.config) {
+    if (e.key == "plugin-dir") {
+      for (const auto& d : split_list(e.value)) dirs.emplace_back(d);
+    }
+  }
+  inv.registry = std::make_unique<Registry>(Registry::search_path(dirs));
+
+  // Which plugins this command loads: their options join the command's.
+  std::vector<const PluginEntry*> loaded;
+  auto value_of = [&](const std::string& key) -> std::optional<std::string> {
+    if (first.count(key) && !first[key].defaulted()) return text_of(first[key].value());
+    if (auto v = from_config(key)) return v;
+    if (first.count(key)) return text_of(first[key].value());
+    return std::nullopt;
+  };
+  const bool wants_help = first.count("help") > 0;
+  if (auto model = value_of("model"); model && inv.command != "plugins") {
+    try {
+      loaded.push_back(&inv.registry->find(*model, PluginKind::Model));
+    } catch (const PluginError&) {
+      if (!wants_help) throw;
+    }
+  }
+  if (inv.command == "train") {
+    const auto list = value_of("callbacks").value_or(kDefaultCallbacks);
+    if (list != "none") inv.callbacks = split_list(list);
+    const bool quiet = (first.count("quiet") && first["quiet"].as<bool>()) || from_config("quiet") == "true";
+    if (quiet) inv.callbacks.erase(std::remove(inv.callbacks.begin(), inv.callbacks.end(), "progress_bar"),
+                                   inv.callbacks.end());
+    for (size_t i = 0; i < inv.callbacks.size(); ++i) {
+      for (size_t j = 0; j < i; ++j) {
+        if (inv.callbacks[i] == inv.callbacks[j]) {
+          throw ConfigError("callback '" + inv.callbacks[i] + "' is listed twice in --callbacks");
+        }
+      }
+      loaded.push_back(&inv.registry->find(inv.callbacks[i], PluginKind::Callback));
+    }
+  }
+  if (auto metrics = value_of("metrics"); metrics && inv.command != "summary" && inv.command != "plugins") {
+    inv.metrics = split_list(*metrics);
+  }
+  if (inv.command == "train" || inv.command == "evaluate") {
+    // The metric plugins behind the named metrics (or all metric plugins, for the model's defaults).
+    std::vector<std::string> names = inv.metrics;
+    if (names.empty()) names = inv.registry->names(PluginKind::Metric);
+    for (const auto& m : names) {
+      const auto* entry = &inv.registry->find(m, PluginKind::Metric);
+      if (std::find(loaded.begin(), loaded.end(), entry) == loaded.end()) loaded.push_back(entry);
+    }
+  }
+
+  // Pass 2: everything, strictly.
+  po::options_description all;
+  all.add(runner);
+  for (const auto* entry : loaded) add_plugin_group(all, *entry);
+  store_command_line(args, all, inv.options, inv.registry.get(), inv.command);
+
+  for (const auto& e : inv.config) {
+    const std::string where = e.file + ":" + std::to_string(e.line) + ": ";
+    if (e.key == "config" || e.key == "help") {
+      throw ConfigError(where + "'" + e.key + "' cannot be set in a config file");
+    }
+    if (all.find_nothrow(e.key, false)) {
+      if (inv.options.count(e.key) && !inv.options[e.key].defaulted()) continue;  // the command line wins
+      try {
+        auto parsed =
+            po::command_line_parser(std::vector<std::string>{"--" + e.key + "=" + e.value}).options(all).run();
+        inv.options.erase(e.key);
+        po::store(parsed, inv.options);
+      } catch (const po::error& err) {
+        throw ConfigError(where + err.what());
+      }
+      continue;
+    }
+    const auto dot = e.key.find('.');
+    if (all_runner_keys().count(e.key)) continue;  // an option of another command: harmless here
+    if (dot != std::string::npos) {
+      const auto plugin = e.key.substr(0, dot);
+      bool plugin_known = false;
+      for (const auto& p : inv.registry->plugins()) plugin_known = plugin_known || p.info.name == plugin;
+      if (plugin_known) {
+        // Options of plugins this command does not load are checked only by the commands that do.
+        bool option_known = false;
+        for (const auto& p : inv.registry->plugins()) {
+          if (p.info.name == plugin) option_known = option_known || p.info.options->find_nothrow(e.key.substr(dot + 1), false);
+        }
+        if (option_known) continue;
+      }
+      if (!plugin_known) {
+        throw ConfigError(where + "section [" + plugin + "] names no plugin found; torchfit plugins lists them");
+      }
+    }
+    try {
+      unknown_option(e.key, all, inv.registry.get(), inv.command, where);
+    } catch (const ConfigError& err) {
+      throw ConfigError(std::string(err.what()) + " (in config file)");
+    }
+  }
+  try {
+    po::notify(inv.options);
+  } catch (const po::error& e) {
+    throw ConfigError(std::string(e.what()) + " (see: torchfit " + inv.command + " --help)");
+  }
+
+  // Route the plugin values to their plugins, as that plugin's own (unprefixed) options.
+  for (const auto& [key, value] : inv.options) {
+    const auto dot = key.find('.');
+    if (dot == std::string::npos || value.defaulted()) continue;
+    inv.plugin_values[key.substr(0, dot)].push_back("--" + key.substr(dot + 1) + "=" + text_of(value.value()));
+  }
+  return inv;
+}
+
+std::string help(const Invocation& inv) {
+  std::ostringstream out;
+  std::string text;
+  for (const auto& [name, t] : commands()) {
+    if (name == inv.command) text = t;
+  }
+  out << "Usage: torchfit " << inv.command << " [options]\n\n" << text << ".\n\n";
+  out << command_options(inv.command) << "\n" << general_options() << "\n";
+  std::set<std::string> shown;
+  auto show = [&](const PluginEntry& entry) {
+    if (!shown.insert(entry.info.name).second || entry.info.options->options().empty()) return;
+    po::options_description group;
+    add_plugin_group(group, entry);
+    out << group << "\n";
+  };
+  if (inv.options.count("model")) {
+    try {
+      show(inv.registry->find(inv.options["model"].as<std::string>(), PluginKind::Model));
+    } catch (const Error&) {
+    }
+  } else if (inv.command != "plugins") {
+    out << "(give --model NAME to see that model's options)\n\n";
+  }
+  for (const auto& cb : inv.callbacks) show(inv.registry->find(cb, PluginKind::Callback));
+  if (inv.command == "train" || inv.command == "evaluate") {
+    for (const auto& p : inv.registry->plugins()) {
+      if (p.info.kind == PluginKind::Metric) show(p);
+    }
+  }
+  if (inv.command == "train") {
+    out << "A runner option with the same name as a plugin option (--monitor, --mode, --patience,\n"
+           "--ckpt-path) sets it on every loaded plugin that has it; --<plugin>.<option> sets one.\n";
+  }
+  return out.str();
+}
+
+std::string overview() {
+  std::ostringstream out;
+  out << "torchfit: train LibTorch models with plugins, like torchkeras' KerasModel.\n\n"
+         "Usage: torchfit <command> [options]\n\nCommands:\n";
+  for (const auto& [name, text] : commands()) {
+    out << "  " << name << std::string(10 - name.size(), ' ') << text << "\n";
+  }
+  out << "\nOptions:\n  -h, --help    show this help; 'torchfit <command> --help' shows a command's options\n"
+         "  --version     print the version of torchfit, its plugin ABI and LibTorch\n\n"
+         "Example (the ring classifier, with early stopping and the best checkpoint):\n"
+         "  torchfit train --model dnn_binary --epochs 100 --patience 10 --monitor val_acc --mode max\n\n"
+         "Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.\n";
+  return out.str();
+}
+
+std::string resolved_config(const Invocation& inv, const std::vector<const PluginEntry*>& plugins) {
+  std::ostringstream out;
+  out << "# The resolved settings of this run: torchfit train --config <this file> repeats it.\n";
+  for (const auto& [key, value] : inv.options) {
+    if (key.find('.') != std::string::npos || key == "config" || key == "help" || key == "quiet") continue;
+    const auto text = text_of(value.value());
+    if (!text.empty()) out << key << " = " << text << "\n";
+  }
+  if (!inv.options.count("callbacks")) out << "callbacks = none\n";
+  for (const auto* entry : plugins) {
+    const auto options = inv.plugin_options(*entry);
+    if (entry->info.options->options().empty()) continue;
+    out << "\n[" << entry->info.name << "]\n";
+    for (const auto& opt : entry->info.options->options()) {
+      if (options.count(opt->long_name())) {
+        out << opt->long_name() << " = " << text_of(options[opt->long_name()].value()) << "\n";
+      }
+    }
+  }
+  return out.str();
+}
+
+}  // namespace torchfit::cli

@@ -1,0 +1,61 @@
+// The runner's command line: commands, options, config files and plugin option routing.
+#pragma once
+
+#include <boost/program_options.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torchfit/registry.hpp>
+
+namespace torchfit::cli {
+
+namespace po = boost::program_options;
+
+/// One `key = value` line of a config file.
+struct ConfigEntry {
+  std::string key;  ///< "epochs", or "early_stopping.patience" inside [early_stopping]
+  std::string value;
+  std::string file;
+  int line = 0;
+};
+
+/// Reads an INI file: `key = value` lines, `[section]` headers (a plugin's name), `#` or `;`
+/// comments. Throws ConfigError with file and line for a malformed line.
+std::vector<ConfigEntry> read_config(const std::string& path);
+
+/// The parsed command line of one command.
+struct Invocation {
+  std::string command;
+  po::variables_map options;  ///< the runner's own options, command line over config file
+  std::vector<ConfigEntry> config;
+  std::string config_file;    ///< the config actually read (given, or found beside the checkpoint)
+  std::unique_ptr<Registry> registry;
+  std::vector<std::string> callbacks;  ///< names, in order
+  std::vector<std::string> metrics;    ///< names, empty: the model's defaults
+
+  /// The typed options of plugin `name`: its defaults, then runner options of the same name
+  /// (--monitor, --patience, ...), then --<name>.<option> and [<name>] values.
+  PluginOptions plugin_options(const PluginEntry& entry) const;
+  bool has(const std::string& key) const { return options.count(key) && !options[key].defaulted(); }
+
+  std::map<std::string, std::vector<std::string>> plugin_values;  ///< plugin -> {"--opt=value", ...}
+};
+
+/// The commands and their one-line descriptions, in the order --help lists them.
+const std::vector<std::pair<std::string, std::string>>& commands();
+
+/// Parses argv. Throws ConfigError (exit 2) for anything wrong. Returns with `options`
+/// holding "help" when the command's help was asked for.
+Invocation parse(int argc, char** argv);
+
+/// The command's help: its options and the option groups of the plugins it would load.
+std::string help(const Invocation& inv);
+/// The top-level help.
+std::string overview();
+
+/// The resolved configuration of a train run, as a config file that repeats it.
+std::string resolved_config(const Invocation& inv, const std::vector<const PluginEntry*>& plugins);
+
+}  // namespace torchfit::cli

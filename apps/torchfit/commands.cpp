@@ -1,0 +1,274 @@
+// The runner's commands: train, evaluate, predict, summary, plugins.
+#include "commands.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include <torchfit/torchfit.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace torchfit::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string required(const Invocation& inv, const std::string& key, const std::string& what) {
+  if (!inv.options.count(key)) {
+    std::string extra;
+    if (key == "model") {
+      const auto names = inv.registry->names(PluginKind::Model);
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      extra = " (models: " + (list.empty() ? std::string("none found") : list) + ")";
+    }
+    throw ConfigError("'torchfit " + inv.command + "' needs --" + key + " " + what + extra);
+  }
+  return inv.options[key].as<std::string>();
+}
+
+template <typename T>
+T positive(const Invocation& inv, const std::string& key) {
+  const T v = inv.options[key].as<T>();
+  if (!(v > 0)) throw ConfigError("--" + key + " must be positive, got " + format_value(static_cast<double>(v)));
+  return v;
+}
+
+void set_option(Invocation& inv, const std::string& key, boost::any value) {
+  inv.options.erase(key);
+  inv.options.insert({key, po::variable_value(std::move(value), false)});
+}
+
+// The model, its net and data, and the metrics: what every command but plugins needs.
+struct Setup {
+  std::string name;
+  std::shared_ptr<ModelPlugin> model;
+  const PluginEntry* entry = nullptr;
+  Net net;
+  DataSplits data;
+  Metrics metrics;
+  int64_t batch_size = 0;
+  uint64_t seed = 0;
+};
+
+Setup set_up(Invocation& inv, bool with_data, bool with_metrics) {
+  Setup s;
+  s.name = required(inv, "model", "NAME");
+  s.entry = &inv.registry->find(s.name, PluginKind::Model);
+  s.model = inv.registry->make_model(s.name, inv.plugin_options(*s.entry));
+  s.seed = inv.options.count("seed") ? inv.options["seed"].as<uint64_t>() : 0;
+  s.batch_size = inv.options.count("batch-size") ? positive<int64_t>(inv, "batch-size") : s.model->default_batch_size();
+  seed_everything(s.seed);
+  if (with_data) s.data = s.model->make_data(s.seed);
+  s.net = s.model->make_net();
+  if (with_metrics) {
+    const auto names = inv.metrics.empty() ? s.model->default_metrics() : inv.metrics;
+    for (const auto& name : names) {
+      for (const auto& [existing, m] : s.metrics) {
+        if (existing == name) throw ConfigError("metric '" + name + "' is listed twice in --metrics");
+      }
+      const auto& entry = inv.registry->find(name, PluginKind::Metric);
+      s.metrics.emplace_back(name, inv.registry->make_metric(name, inv.plugin_options(entry)));
+    }
+  }
+  return s;
+}
+
+std::shared_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name, const std::vector<torch::Tensor>& params,
+                                                        double lr, double momentum, double weight_decay) {
+  if (name == "adam") {
+    return std::make_shared<torch::optim::Adam>(params, torch::optim::AdamOptions(lr).weight_decay(weight_decay));
+  }
+  if (name == "adamw") {
+    return std::make_shared<torch::optim::AdamW>(params, torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
+  }
+  if (name == "sgd") {
+    return std::make_shared<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(lr).momentum(momentum).weight_decay(weight_decay));
+  }
+  const auto guess = closest_name(name, {"adam", "adamw", "sgd"});
+  throw ConfigError("unknown optimizer '" + name + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
+                    " Optimizers: adam, adamw, sgd");
+}
+
+}  // namespace
+
+int run_train(Invocation& inv) {
+  const auto epochs = positive<int64_t>(inv, "epochs");
+  const auto accumulate = positive<int64_t>(inv, "accumulate");
+  const double clip = inv.options["clip-grad-norm"].as<double>();
+  if (clip < 0) throw ConfigError("--clip-grad-norm must be 0 (off) or positive, got " + format_value(clip));
+  if (inv.has("mode")) parse_monitor_mode(inv.options["mode"].as<std::string>(), "--mode");
+  if (inv.has("patience") && inv.options["patience"].as<int64_t>() < 0) {
+    throw ConfigError("--patience must be 0 or more, got " + std::to_string(inv.options["patience"].as<int64_t>()));
+  }
+  const fs::path history_path = inv.options["history"].as<std::string>();
+  const fs::path ckpt_path = inv.options["ckpt-path"].as<std::string>();
+  const fs::path config_path = ckpt_path.string() + ".ini";
+  check_writable_parent(history_path, "history file");
+  check_writable_parent(config_path, "checkpoint path");
+  const auto device = parse_device(inv.options["device"].as<std::string>());
+
+  Setup s = set_up(inv, true, true);
+  const auto defaults = s.model->default_optimizer();
+  const auto optimizer_name = inv.options.count("optimizer") ? inv.options["optimizer"].as<std::string>() : defaults.name;
+  const double lr = inv.options.count("lr") ? positive<double>(inv, "lr") : defaults.lr;
+  auto optimizer = make_optimizer(optimizer_name, s.net.parameters(), lr, inv.options["momentum"].as<double>(),
+                                  inv.options["weight-decay"].as<double>());
+
+  Callbacks callbacks;
+  std::vector<const PluginEntry*> plugins{s.entry};
+  for (const auto& name : inv.callbacks) {
+    const auto& entry = inv.registry->find(name, PluginKind::Callback);
+    callbacks.push_back(inv.registry->make_callback(name, inv.plugin_options(entry)));
+    plugins.push_back(&entry);
+  }
+  // Record what the defaults resolved to, so the saved settings repeat this run exactly.
+  set_option(inv, "model", s.name);
+  set_option(inv, "batch-size", s.batch_size);
+  set_option(inv, "optimizer", optimizer_name);
+  set_option(inv, "lr", lr);
+  std::string metric_list;
+  for (const auto& [name, m] : s.metrics) metric_list += (metric_list.empty() ? "" : ",") + name;
+  if (!metric_list.empty()) set_option(inv, "metrics", metric_list);
+  std::string callback_list;
+  for (const auto& name : inv.callbacks) callback_list += (callback_list.empty() ? "" : ",") + name;
+  set_option(inv, "callbacks", callback_list.empty() ? std::string("none") : callback_list);
+  const auto settings = resolved_config(inv, plugins);
+  atomic_write_text(config_path, [&](std::ostream& out) { out << settings; });
+
+  Trainer trainer(s.net, s.model->make_loss(), s.metrics, optimizer);
+  DataLoader train(s.data.train, LoaderOptions(s.batch_size).shuffle(true).seed(s.seed));
+  DataLoader val(s.data.val, LoaderOptions(s.batch_size));
+  auto save_history = [&](const History& h) {
+    if (history_path.extension() == ".json") {
+      h.to_json(history_path);
+    } else {
+      h.to_csv(history_path);
+    }
+  };
+  History history;
+  try {
+    history = trainer.fit(train, val,
+                          FitOptions().epochs(epochs).callbacks(callbacks).device(device).accumulate(accumulate).clip_grad_norm(clip));
+  } catch (...) {
+    if (!trainer.history().empty()) {
+      save_history(trainer.history());
+      logger("runner")->warn("the {} finished epochs are saved in {}", trainer.history().size(), history_path.string());
+    }
+    throw;
+  }
+  save_history(history);
+
+  std::cout << "\n" << history.tail(5) << "\n";
+  std::cout << "stopped: " << history.stop_reason() << "\n";
+  const std::string monitor = inv.has("monitor") ? inv.options["monitor"].as<std::string>() : "val_loss";
+  bool higher = trainer.higher_is_better(monitor).value_or(false);
+  if (inv.has("mode") && inv.options["mode"].as<std::string>() != "auto") {
+    higher = inv.options["mode"].as<std::string>() == "max";
+  }
+  const auto best = history.best_row(monitor, higher);
+  if (best) {
+    std::cout << "best " << monitor << ": " << format_value(*history[*best].get(monitor)) << " (epoch "
+              << format_value(history[*best].at("epoch")) << ")\n";
+  }
+  std::cout << "files:\n";
+  std::error_code ec;
+  if (std::find(inv.callbacks.begin(), inv.callbacks.end(), "model_checkpoint") != inv.callbacks.end() &&
+      fs::exists(ckpt_path, ec)) {
+    const auto info = read_checkpoint_info(ckpt_path);
+    std::cout << "  " << ckpt_path.string() << "  weights of epoch " << format_value(info.logs.get("epoch").value_or(0))
+              << " (the checkpoint's choice)\n";
+  }
+  std::cout << "  " << history_path.string() << "  history, " << history.size() << " epochs\n";
+  std::cout << "  " << config_path.string() << "  settings of this run (torchfit train --config " << config_path.string()
+            << " repeats it)\n";
+  return 0;
+}
+
+int run_evaluate(Invocation& inv) {
+  const auto device = parse_device(inv.options["device"].as<std::string>());
+  Setup s = set_up(inv, true, true);
+  load_weights(s.net, inv.options["ckpt-path"].as<std::string>(), s.name);
+  Trainer trainer(s.net, s.model->make_loss(), s.metrics);
+  trainer.to(device);
+  const auto logs = trainer.evaluate(DataLoader(s.data.val, LoaderOptions(s.batch_size)));
+  if (inv.options["json"].as<bool>()) {
+    std::cout << "{";
+    bool first = true;
+    for (const auto& [key, value] : logs) {
+      std::cout << (first ? "" : ", ") << '"' << key << "\": " << (std::isfinite(value) ? format_value(value) : "null");
+      first = false;
+    }
+    std::cout << "}\n";
+  } else {
+    std::cout << logs.to_string() << "\n";
+  }
+  return 0;
+}
+
+int run_predict(Invocation& inv) {
+  const fs::path input = required(inv, "input", "FILE.csv (the features to predict on)");
+  const fs::path output = required(inv, "output", "FILE.csv (where to write the predictions)");
+  check_writable_parent(output, "output file");
+  const auto device = parse_device(inv.options["device"].as<std::string>());
+  Setup s = set_up(inv, false, false);
+  load_weights(s.net, inv.options["ckpt-path"].as<std::string>(), s.name);
+  const auto table = read_numeric_csv(input, s.model->input_features());
+  Trainer trainer(s.net, s.model->make_loss());
+  trainer.to(device);
+  const auto outputs = trainer.predict(table.values, s.batch_size);
+  const auto predictions = s.model->to_predictions(outputs);
+  write_csv(output, predictions.columns, predictions.values);
+  std::cout << "wrote " << predictions.values.size(0) << " predictions (" ;
+  for (size_t i = 0; i < predictions.columns.size(); ++i) std::cout << (i ? ", " : "") << predictions.columns[i];
+  std::cout << ") to " << output.string() << "\n";
+  return 0;
+}
+
+int run_summary(Invocation& inv) {
+  Setup s = set_up(inv, true, false);
+  std::cout << summary(s.net, s.data.train.features().narrow(0, 0, 1));
+  return 0;
+}
+
+int run_plugins(Invocation& inv) {
+  const auto& reg = *inv.registry;
+  size_t name_width = 4, version_width = 7;
+  for (const auto& p : reg.plugins()) {
+    name_width = std::max(name_width, p.info.name.size());
+    version_width = std::max(version_width, p.info.version.size());
+  }
+  auto pad = [](const std::string& s, size_t w) { return s + std::string(w > s.size() ? w - s.size() : 0, ' '); };
+  std::cout << pad("KIND", 9) << "  " << pad("NAME", name_width) << "  " << pad("VERSION", version_width)
+            << "  DESCRIPTION\n";
+  for (auto kind : {PluginKind::Model, PluginKind::Callback, PluginKind::Metric}) {
+    for (const auto& p : reg.plugins()) {
+      if (p.info.kind != kind) continue;
+      std::cout << pad(kind_name(kind), 9) << "  " << pad(p.info.name, name_width) << "  "
+                << pad(p.info.version, version_width) << "  " << p.info.description << "\n";
+      std::cout << std::string(13 + name_width + version_width, ' ') << "file: " << p.file.string() << "\n";
+    }
+  }
+  if (reg.plugins().empty()) std::cout << "(no plugins found)\n";
+  std::cout << "\nplugin ABI " << kPluginAbiVersion << ", torchfit " << version() << ", LibTorch "
+            << compat::torch_version() << "\nsearched:";
+  for (const auto& d : reg.dirs()) {
+    std::error_code ec;
+    std::cout << "\n  " << d.string() << (fs::is_directory(d, ec) ? "" : "  (does not exist)");
+  }
+  std::cout << "\n";
+  bool header = false;
+  for (const auto& s : reg.skipped()) {
+    if (!s.is_plugin && !spdlog::should_log(spdlog::level::debug)) continue;
+    if (!header) std::cout << "\nnot loaded:\n";
+    header = true;
+    std::cout << "  " << s.file.string() << ": " << s.reason << "\n";
+  }
+  return 0;
+}
+
+}  // namespace torchfit::cli
