@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <iomanip>
 #include <limits>
 #include <sstream>
@@ -57,23 +59,19 @@ std::optional<std::size_t> History::best_row(const std::string& monitor, bool hi
 
 namespace {
 
-std::string json_number(double v) {
-  if (!std::isfinite(v)) {
-    return "null";
+// The shortest text that reads back as the same double: 0.1 stays "0.1", nothing is lost.
+std::string exact_number(double v) {
+  char buf[40];
+  for (int precision = 15; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
   }
-  std::ostringstream out;
-  out << std::setprecision(std::numeric_limits<double>::max_digits10) << v;
-  return out.str();
+  return buf;
 }
 
-std::string csv_number(double v) {
-  if (std::isnan(v)) {
-    return "";
-  }
-  std::ostringstream out;
-  out << std::setprecision(std::numeric_limits<double>::max_digits10) << v;
-  return out.str();
-}
+std::string json_number(double v) { return std::isfinite(v) ? exact_number(v) : "null"; }
+
+std::string csv_number(double v) { return std::isnan(v) ? "" : exact_number(v); }
 
 }  // namespace
 

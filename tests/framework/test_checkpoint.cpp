@@ -1,0 +1,103 @@
+// Weights checkpoints: round trip, atomic writes, and every kind of bad file refused clearly.
+#define BOOST_TEST_MODULE checkpoint
+#include <boost/test/unit_test.hpp>
+
+#include "../support.hpp"
+
+namespace tf = torchfit;
+
+namespace {
+tf::Net ring_net() {
+  return torch::nn::Sequential(torch::nn::Linear(2, 4), torch::nn::ReLU(), torch::nn::Linear(4, 8), torch::nn::ReLU(),
+                               torch::nn::Linear(8, 1));
+}
+std::string load_error(tf::Net net, const std::filesystem::path& path, const std::string& model = "") {
+  try {
+    tf::load_weights(net, path, model);
+  } catch (const tf::CheckpointError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(round_trip_restores_every_weight_and_the_logs) {
+  test::TempDir dir;
+  auto a = ring_net();
+  a.set_name("dnn_binary");
+  tf::Logs logs;
+  logs.set("epoch", 7);
+  logs.set("val_acc", 0.9);
+  tf::save_weights(a, dir / "ckpt", "", logs);
+  auto b = ring_net();
+  b.set_name("dnn_binary");
+  auto info = tf::load_weights(b, dir / "ckpt");
+  BOOST_TEST(info.model == "dnn_binary");
+  BOOST_TEST(info.logs.at("epoch") == 7);
+  for (size_t i = 0; i < a.parameters().size(); ++i) BOOST_TEST(torch::equal(a.parameters()[i], b.parameters()[i]));
+  BOOST_TEST(std::distance(std::filesystem::directory_iterator(dir.path), std::filesystem::directory_iterator()) == 1);
+}
+
+BOOST_AUTO_TEST_CASE(another_models_weights_are_refused_by_name_and_shape) {
+  test::TempDir dir;
+  tf::Net linear = torch::nn::Linear(2, 1);
+  tf::save_weights(linear, dir / "lin", "linear_regression");
+  const auto by_name = load_error(ring_net(), dir / "lin", "dnn_binary");
+  BOOST_TEST(by_name.find("written for model 'linear_regression', not 'dnn_binary'") != std::string::npos);
+  const auto by_shape = load_error(ring_net(), dir / "lin");
+  BOOST_TEST(by_shape.find("0.weight [4, 2] is missing from the checkpoint") != std::string::npos);
+  BOOST_TEST(by_shape.find("weight [1, 2] is in the checkpoint but not in the model") != std::string::npos);
+  tf::Net wider = torch::nn::Linear(3, 1);
+  BOOST_TEST(load_error(wider, dir / "lin").find("weight: checkpoint [1, 2], model [1, 3]") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(damaged_files_are_refused_at_any_truncation) {
+  test::TempDir dir;
+  tf::save_weights(ring_net(), dir / "good");
+  const auto bytes = test::read_file(dir / "good");
+  for (size_t cut : {size_t{0}, size_t{1}, size_t{10}, bytes.size() / 4, bytes.size() / 2, bytes.size() - 30, bytes.size() - 1}) {
+    test::write_file(dir / "cut", bytes.substr(0, cut));
+    const auto msg = load_error(ring_net(), dir / "cut");
+    BOOST_TEST_INFO("cut at " << cut);
+    BOOST_TEST((msg.find("damaged") != std::string::npos || msg.find("empty") != std::string::npos ||
+                msg.find("not a torchfit checkpoint") != std::string::npos));
+  }
+  std::string noise(4096, '\0');
+  std::mt19937 rng(1);
+  for (auto& c : noise) c = static_cast<char>(rng());
+  test::write_file(dir / "noise", noise);
+  BOOST_TEST(load_error(ring_net(), dir / "noise").find("cannot be read") != std::string::npos);
+  BOOST_TEST(load_error(ring_net(), dir / "missing").find("does not exist") != std::string::npos);
+  BOOST_TEST(load_error(ring_net(), dir.path).find("is a folder") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(newer_format_is_refused_with_both_versions) {
+  test::TempDir dir;
+  torch::serialize::OutputArchive archive;
+  archive.write("torchfit_format", c10::IValue(int64_t{99}));
+  archive.save_to((dir / "future").string());
+  const auto msg = load_error(ring_net(), dir / "future");
+  BOOST_TEST(msg.find("format version 99, newer than this torchfit reads (1)") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(failed_save_leaves_the_previous_file_and_no_temporaries) {
+  test::TempDir dir;
+  auto net = ring_net();
+  tf::save_weights(net, dir / "ckpt");
+  const auto before = test::read_file(dir / "ckpt");
+  BOOST_CHECK_THROW(tf::save_weights(net, dir / "missing" / "ckpt"), tf::CheckpointError);
+  BOOST_TEST(test::read_file(dir / "ckpt") == before);
+  BOOST_TEST(std::distance(std::filesystem::directory_iterator(dir.path), std::filesystem::directory_iterator()) == 1);
+}
+
+BOOST_AUTO_TEST_CASE(snapshot_and_restore_are_exact) {
+  auto net = ring_net();
+  auto snap = tf::snapshot_weights(net);
+  auto original = net.parameters()[0].clone();
+  {
+    torch::NoGradGuard g;
+    net.parameters()[0].add_(1.0);
+  }
+  tf::restore_weights(net, snap);
+  BOOST_TEST(torch::equal(net.parameters()[0], original));
+}

@@ -1,0 +1,294 @@
+// Trainer: hook order, stop requests, history, exact epoch values, errors, repeatability.
+#define BOOST_TEST_MODULE trainer
+#include <boost/test/unit_test.hpp>
+
+#include "../support.hpp"
+
+namespace tf = torchfit;
+using test::regression_data;
+
+namespace {
+
+// Records every hook by name.
+struct Recorder : tf::Callback {
+  std::vector<std::string> hooks;
+  std::vector<int64_t> steps;  // global_step at each train batch end
+  void on_fit_begin(tf::Context&) override { hooks.push_back("fit_begin"); }
+  void on_fit_end(tf::Context&) override { hooks.push_back("fit_end"); }
+  void on_epoch_begin(tf::Context&) override { hooks.push_back("epoch_begin"); }
+  void on_epoch_end(tf::Context&) override { hooks.push_back("epoch_end"); }
+  void on_train_epoch_begin(tf::Context&) override { hooks.push_back("train_epoch_begin"); }
+  void on_train_epoch_end(tf::Context&) override { hooks.push_back("train_epoch_end"); }
+  void on_train_batch_begin(tf::Context&) override { hooks.push_back("train_batch_begin"); }
+  void on_train_batch_end(tf::Context& ctx) override {
+    hooks.push_back("train_batch_end");
+    steps.push_back(ctx.global_step);
+  }
+  void on_before_backward(tf::Context&) override { hooks.push_back("before_backward"); }
+  void on_after_backward(tf::Context&) override { hooks.push_back("after_backward"); }
+  void on_before_optimizer_step(tf::Context&) override { hooks.push_back("before_optimizer_step"); }
+  void on_validation_begin(tf::Context&) override { hooks.push_back("validation_begin"); }
+  void on_validation_end(tf::Context&) override { hooks.push_back("validation_end"); }
+  void on_validation_batch_begin(tf::Context&) override { hooks.push_back("validation_batch_begin"); }
+  void on_validation_batch_end(tf::Context&) override { hooks.push_back("validation_batch_end"); }
+  void on_predict_begin(tf::Context&) override { hooks.push_back("predict_begin"); }
+  void on_predict_end(tf::Context&) override { hooks.push_back("predict_end"); }
+  void on_predict_batch_begin(tf::Context&) override { hooks.push_back("predict_batch_begin"); }
+  void on_predict_batch_end(tf::Context&) override { hooks.push_back("predict_batch_end"); }
+  void on_exception(tf::Context&, const std::exception& e) override { hooks.push_back(std::string("exception: ") + e.what()); }
+};
+
+// Mean absolute error with exact epoch sums (a test metric; the real ones live in the metrics plugin).
+struct Mae : tf::Metric {
+  torch::Tensor sum;
+  int64_t n = 0;
+  void update(const torch::Tensor& p, const torch::Tensor& t) override {
+    auto s = (p - t).abs().sum().to(torch::kDouble);
+    sum = sum.defined() ? sum + s : s;
+    n += t.numel();
+  }
+  double compute() override { return sum.item<double>() / static_cast<double>(n); }
+  void reset() override {
+    sum = torch::Tensor();
+    n = 0;
+  }
+  bool higher_is_better() const override { return false; }
+};
+
+tf::Trainer make_trainer(tf::Metrics metrics = {}) {
+  tf::seed_everything(3);
+  torch::nn::Linear net(2, 1);
+  return tf::Trainer(net, torch::nn::MSELoss(), std::move(metrics),
+                     std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.01)));
+}
+
+struct Logging {
+  Logging() { test::log_capture(); }
+};
+BOOST_GLOBAL_FIXTURE(Logging);
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(fit_runs_hooks_in_documented_order) {
+  auto trainer = make_trainer();
+  auto rec = std::make_shared<Recorder>();
+  auto data = regression_data(6, 1);
+  trainer.fit(tf::DataLoader(data, 3), tf::DataLoader(regression_data(2, 2), 2),
+              tf::FitOptions().epochs(1).callbacks({rec}));
+  const std::vector<std::string> batch = {"train_batch_begin", "before_backward", "after_backward",
+                                          "before_optimizer_step", "train_batch_end"};
+  std::vector<std::string> expected = {"fit_begin", "epoch_begin", "train_epoch_begin"};
+  expected.insert(expected.end(), batch.begin(), batch.end());
+  expected.insert(expected.end(), batch.begin(), batch.end());
+  for (const char* h : {"train_epoch_end", "validation_begin", "validation_batch_begin", "validation_batch_end",
+                        "validation_end", "epoch_end", "fit_end"}) {
+    expected.push_back(h);
+  }
+  BOOST_TEST(rec->hooks == expected, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(evaluate_and_predict_run_their_hooks) {
+  auto trainer = make_trainer();
+  auto rec = std::make_shared<Recorder>();
+  trainer.evaluate(tf::DataLoader(regression_data(4, 1), 2), {rec});
+  const std::vector<std::string> eval = {"validation_begin", "validation_batch_begin", "validation_batch_end",
+                                         "validation_batch_begin", "validation_batch_end", "validation_end"};
+  BOOST_TEST(rec->hooks == eval, boost::test_tools::per_element());
+  rec->hooks.clear();
+  auto out = trainer.predict(tf::DataLoader(tf::TensorDataset(torch::ones({3, 2})), 2), {rec});
+  const std::vector<std::string> pred = {"predict_begin", "predict_batch_begin", "predict_batch_end",
+                                         "predict_batch_begin", "predict_batch_end", "predict_end"};
+  BOOST_TEST(rec->hooks == pred, boost::test_tools::per_element());
+  BOOST_TEST(out.sizes() == torch::IntArrayRef({3, 1}));
+}
+
+BOOST_AUTO_TEST_CASE(accumulation_steps_every_k_batches_and_at_the_end) {
+  auto trainer = make_trainer();
+  auto rec = std::make_shared<Recorder>();
+  trainer.fit(tf::DataLoader(regression_data(5, 1), 1), tf::FitOptions().epochs(1).accumulate(2).callbacks({rec}));
+  // 5 batches, a step after batches 2, 4 and the last one.
+  BOOST_TEST(rec->steps == std::vector<int64_t>({0, 1, 1, 2, 3}), boost::test_tools::per_element());
+  BOOST_TEST(std::count(rec->hooks.begin(), rec->hooks.end(), "before_optimizer_step") == 3);
+}
+
+BOOST_AUTO_TEST_CASE(accumulating_k_batches_equals_one_batch_k_times_larger) {
+  auto data = regression_data(16, 4);
+  auto run = [&](int64_t batch, int64_t accumulate) {
+    tf::seed_everything(11);
+    torch::nn::Linear net(2, 1);
+    tf::Trainer trainer(net, torch::nn::MSELoss(), {},
+                        std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.01)));
+    trainer.fit(tf::DataLoader(data, batch), tf::FitOptions().epochs(2).accumulate(accumulate));
+    return torch::cat({net->weight.flatten(), net->bias.flatten()});
+  };
+  auto big = run(8, 1);
+  auto accumulated = run(4, 2);
+  BOOST_TEST(torch::allclose(big, accumulated, 1e-5, 1e-6));
+  BOOST_TEST(!torch::allclose(big, run(4, 1), 1e-5, 1e-6));  // the comparison can fail
+}
+
+BOOST_AUTO_TEST_CASE(clipping_bounds_the_gradient_norm) {
+  struct NormProbe : tf::Callback {
+    double max_norm = 0;
+    void on_before_optimizer_step(tf::Context& ctx) override {
+      double sq = 0;
+      for (auto& p : ctx.net().parameters()) sq += p.grad().pow(2).sum().item<double>();
+      max_norm = std::max(max_norm, std::sqrt(sq));
+    }
+  };
+  auto probe = std::make_shared<NormProbe>();
+  auto trainer = make_trainer();
+  trainer.fit(tf::DataLoader(regression_data(32, 1), 8), tf::FitOptions().epochs(1).clip_grad_norm(0.5).callbacks({probe}));
+  BOOST_TEST(probe->max_norm <= 0.5 + 1e-6);
+  BOOST_TEST(probe->max_norm > 0.4);  // the data's gradients are far larger: clipping did happen
+}
+
+BOOST_AUTO_TEST_CASE(stop_request_ends_after_the_epoch) {
+  struct StopAt : tf::Callback {
+    void on_epoch_end(tf::Context& ctx) override {
+      if (ctx.epoch == 2) ctx.request_stop("enough");
+    }
+  };
+  auto trainer = make_trainer();
+  auto h = trainer.fit(tf::DataLoader(regression_data(8, 1), 4), tf::FitOptions().epochs(5).callbacks({std::make_shared<StopAt>()}));
+  BOOST_TEST(h.size() == 2u);
+  BOOST_TEST(h.stop_reason() == "enough");
+}
+
+BOOST_AUTO_TEST_CASE(immediate_stop_ends_after_the_batch_without_a_partial_row) {
+  struct StopNow : tf::Callback {
+    int batches = 0;
+    void on_train_batch_end(tf::Context& ctx) override {
+      ++batches;
+      if (ctx.epoch == 2 && ctx.batch_index == 0) ctx.request_stop("now", tf::StopWhen::Now);
+    }
+  };
+  auto stop = std::make_shared<StopNow>();
+  auto rec = std::make_shared<Recorder>();
+  auto trainer = make_trainer();
+  auto h = trainer.fit(tf::DataLoader(regression_data(8, 1), 4), tf::DataLoader(regression_data(4, 2), 4),
+                       tf::FitOptions().epochs(5).callbacks({stop, rec}));
+  BOOST_TEST(h.size() == 1u);
+  BOOST_TEST(stop->batches == 3);
+  BOOST_TEST(h.stop_reason() == "now");
+  BOOST_TEST(rec->hooks.back() == "fit_end");
+}
+
+BOOST_AUTO_TEST_CASE(history_has_torchkeras_columns_and_completed_reason) {
+  auto trainer = make_trainer({{"mae", std::make_shared<Mae>()}});
+  struct Lr : tf::Callback {
+    void on_train_epoch_end(tf::Context& ctx) override { ctx.logs.set("lr", 0.01); }
+  };
+  auto h = trainer.fit(tf::DataLoader(regression_data(10, 1), 4), tf::DataLoader(regression_data(5, 2), 2),
+                       tf::FitOptions().epochs(3).callbacks({std::make_shared<Lr>()}));
+  const std::vector<std::string> cols = {"epoch", "train_loss", "train_mae", "lr", "val_loss", "val_mae", "time"};
+  BOOST_TEST(h.columns() == cols, boost::test_tools::per_element());
+  BOOST_TEST(h.size() == 3u);
+  BOOST_TEST(h[2].at("epoch") == 3.0);
+  BOOST_TEST(h.stop_reason() == "completed 3 epochs");
+}
+
+BOOST_AUTO_TEST_CASE(epoch_values_are_exact_with_an_uneven_last_batch) {
+  auto trainer = make_trainer({{"mae", std::make_shared<Mae>()}});
+  auto data = regression_data(10, 5);  // batches of 4, 4, 2
+  auto logs = trainer.evaluate(tf::DataLoader(data, 4));
+  torch::NoGradGuard g;
+  auto preds = trainer.net().forward(data.features());
+  const double mse = torch::mse_loss(preds, data.targets()).item<double>();
+  const double mae = (preds - data.targets()).abs().mean().item<double>();
+  BOOST_TEST(logs.at("val_loss") == mse, boost::test_tools::tolerance(1e-6));
+  BOOST_TEST(logs.at("val_mae") == mae, boost::test_tools::tolerance(1e-6));
+  // A mean of batch means would differ here: (m1 + m2 + m3) / 3 weights the last 2 samples double.
+  auto sq = (preds - data.targets()).pow(2).flatten();
+  const double mean_of_means = (sq.narrow(0, 0, 4).mean() + sq.narrow(0, 4, 4).mean() + sq.narrow(0, 8, 2).mean()).item<double>() / 3;
+  BOOST_TEST(std::abs(mean_of_means - mse) > 1e-4);
+}
+
+BOOST_AUTO_TEST_CASE(predict_returns_outputs_in_order) {
+  auto trainer = make_trainer();
+  auto x = torch::randn({7, 2});
+  auto out = trainer.predict(x, 3);
+  torch::NoGradGuard g;
+  BOOST_TEST(torch::allclose(out, trainer.net().forward(x)));
+}
+
+BOOST_AUTO_TEST_CASE(seeded_cpu_run_repeats_bit_for_bit) {
+  auto run = [] {
+    tf::seed_everything(21);
+    torch::nn::Sequential net(torch::nn::Linear(2, 8), torch::nn::ReLU(), torch::nn::Linear(8, 1));
+    tf::Trainer trainer(net, torch::nn::MSELoss());
+    auto h = trainer.fit(tf::DataLoader(regression_data(64, 3), tf::LoaderOptions(8).shuffle(true)),
+                         tf::DataLoader(regression_data(16, 4), 8), tf::FitOptions().epochs(3).seed(21));
+    return std::make_pair(h, torch::cat({net->parameters()[0].flatten(), net->parameters()[3].flatten()}));
+  };
+  auto [h1, w1] = run();
+  auto [h2, w2] = run();
+  BOOST_TEST(torch::equal(w1, w2));
+  for (size_t i = 0; i < h1.size(); ++i) {
+    BOOST_TEST(h1[i].at("train_loss") == h2[i].at("train_loss"));
+    BOOST_TEST(h1[i].at("val_loss") == h2[i].at("val_loss"));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(banner_names_the_device) {
+  auto trainer = make_trainer();
+  trainer.fit(tf::DataLoader(regression_data(4, 1), 4), tf::FitOptions().epochs(1));
+  BOOST_TEST(test::captured_logs().find("<<<<<< cpu is used >>>>>>") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(hook_exception_names_callback_and_hook_and_reaches_on_exception) {
+  struct Thrower : tf::Callback {
+    void on_train_batch_end(tf::Context&) override { throw std::runtime_error("boom"); }
+  };
+  auto thrower = std::make_shared<Thrower>();
+  thrower->set_name("thrower");
+  auto rec = std::make_shared<Recorder>();
+  auto trainer = make_trainer();
+  try {
+    trainer.fit(tf::DataLoader(regression_data(4, 1), 2), tf::FitOptions().epochs(1).callbacks({thrower, rec}));
+    BOOST_FAIL("fit should have thrown");
+  } catch (const tf::CallbackError& e) {
+    BOOST_TEST(e.callback() == "thrower");
+    BOOST_TEST(e.hook() == "on_train_batch_end");
+    BOOST_TEST(std::string(e.what()).find("boom") != std::string::npos);
+  }
+  BOOST_TEST(rec->hooks.back().find("exception: callback 'thrower' failed in on_train_batch_end: boom") == 0);
+}
+
+BOOST_AUTO_TEST_CASE(shape_mismatch_names_both_shapes) {
+  auto trainer = make_trainer();
+  tf::TensorDataset bad(torch::randn({4, 2}), torch::randn({4}));
+  try {
+    trainer.fit(tf::DataLoader(bad, 4), tf::FitOptions().epochs(1));
+    BOOST_FAIL("expected a DataError");
+  } catch (const tf::DataError& e) {
+    const std::string msg = e.what();
+    BOOST_TEST(msg.find("[4, 1]") != std::string::npos);
+    BOOST_TEST(msg.find("[4]") != std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(libtorch_errors_come_without_a_stack_dump) {
+  auto trainer = make_trainer();
+  tf::TensorDataset wrong_width(torch::randn({4, 3}), torch::randn({4, 1}));
+  try {
+    trainer.fit(tf::DataLoader(wrong_width, 2), tf::FitOptions().epochs(1));
+    BOOST_FAIL("expected an error");
+  } catch (const tf::Error& e) {
+    const std::string msg = e.what();
+    BOOST_TEST(msg.find("epoch 1, batch 0") != std::string::npos);
+    BOOST_TEST(msg.find("Exception raised from") == std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(bad_inputs_are_refused_clearly) {
+  BOOST_CHECK_THROW(tf::DataLoader(tf::TensorDataset(), 4), tf::DataError);
+  BOOST_CHECK_THROW(tf::DataLoader(regression_data(4, 1), 0), tf::DataError);
+  BOOST_CHECK_THROW(tf::TensorDataset(torch::randn({4, 2}), torch::randn({3, 1})), tf::DataError);
+  torch::nn::Linear net(2, 1);
+  BOOST_CHECK_THROW(tf::Trainer(net, torch::nn::MSELoss(), {{"mae", std::make_shared<Mae>()}, {"mae", std::make_shared<Mae>()}}),
+                    tf::ConfigError);
+  auto trainer = make_trainer();
+  BOOST_CHECK_THROW(trainer.fit(tf::DataLoader(regression_data(4, 1), 2), tf::FitOptions().epochs(0)), tf::ConfigError);
+  BOOST_CHECK_THROW(trainer.fit(tf::DataLoader(tf::TensorDataset(torch::randn({4, 2})), 2)), tf::DataError);
+}
