@@ -1,14 +1,16 @@
-# torchfit_add_plugin(<name> <sources>...): builds a torchfit plugin as a MODULE library.
+# torchfit_add_plugin(<name> <sources>... [OUTPUT_DIRECTORY <dir>] [NO_INSTALL]): builds a
+# torchfit plugin as a MODULE library.
 #
 # The same call works inside torchfit's tree and out of tree after
 # find_package(torchfit CONFIG). The library is named <name>.so (no "lib" prefix), built
 # with hidden visibility so it exports only its BOOST_DLL_ALIAS entry points, written to the
 # plugin folder the runner searches (in-tree) and installed with an $ORIGIN-relative RPATH.
 function(torchfit_add_plugin name)
-  if(NOT ARGN)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "NO_INSTALL" "OUTPUT_DIRECTORY" "")
+  if(NOT arg_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "torchfit_add_plugin(${name}): give at least one source file")
   endif()
-  add_library(${name} MODULE ${ARGN})
+  add_library(${name} MODULE ${arg_UNPARSED_ARGUMENTS})
   target_link_libraries(${name} PRIVATE torchfit::framework)
   set_target_properties(${name} PROPERTIES
     PREFIX ""
@@ -19,10 +21,12 @@ function(torchfit_add_plugin name)
   if(TARGET torchfit_pch)
     torchfit_use_pch(${name})
   endif()
-  if(DEFINED TORCHFIT_PLUGIN_OUTPUT_DIR)
+  if(arg_OUTPUT_DIRECTORY)
+    set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${arg_OUTPUT_DIRECTORY})
+  elseif(DEFINED TORCHFIT_PLUGIN_OUTPUT_DIR)
     set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${TORCHFIT_PLUGIN_OUTPUT_DIR})
   endif()
-  if(DEFINED TORCHFIT_PLUGIN_SUBDIR)
+  if(DEFINED TORCHFIT_PLUGIN_SUBDIR AND NOT arg_NO_INSTALL)
     # Plugins live in <prefix>/lib/torchfit/plugins; the framework is two folders up.
     set_target_properties(${name} PROPERTIES INSTALL_RPATH "$ORIGIN/../..")
     install(TARGETS ${name} LIBRARY DESTINATION ${TORCHFIT_PLUGIN_SUBDIR})

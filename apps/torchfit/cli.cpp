@@ -50,7 +50,7 @@ po::options_description general_options() {
 void add_model_options(po::options_description& d, bool train) {
   d.add_options()                                                                            //
       ("model", po::value<std::string>()->value_name("NAME"), "model plugin (torchfit plugins lists them)")  //
-      ("seed", po::value<uint64_t>()->default_value(0), "seeds the data, the split, the weights and the shuffle")  //
+      ("seed", po::value<uint64_t>()->default_value(2), "seeds the data, the split, the weights and the shuffle")  //
       ("device", po::value<std::string>()->default_value("auto"), "auto, cpu, cuda or cuda:N")  //
       ("batch-size", po::value<int64_t>()->value_name("N"), "samples per batch (default: the model's)")  //
       ("metrics", po::value<std::string>()->value_name("LIST"),
@@ -105,9 +105,11 @@ const std::set<std::string>& all_runner_keys() {
   static const std::set<std::string> keys = [] {
     std::set<std::string> k;
     for (const auto& [command, text] : commands()) {
-      for (const auto& opt : command_options(command).options()) k.insert(opt->long_name());
+      const auto options = command_options(command);
+      for (const auto& opt : options.options()) k.insert(opt->long_name());
     }
-    for (const auto& opt : general_options().options()) k.insert(opt->long_name());
+    const auto general = general_options();
+    for (const auto& opt : general.options()) k.insert(opt->long_name());
     k.erase("help");
     return k;
   }();
@@ -175,7 +177,11 @@ std::vector<std::string> option_names(const po::options_description& d) {
 void store_command_line(const std::vector<std::string>& args, const po::options_description& desc, po::variables_map& vm,
                         const Registry* registry, const std::string& command) {
   try {
-    auto parsed = po::command_line_parser(args).options(desc).run();
+    // No abbreviations: --epoch must not silently mean --epochs.
+    auto parsed = po::command_line_parser(args)
+                      .options(desc)
+                      .style(po::command_line_style::default_style & ~po::command_line_style::allow_guessing)
+                      .run();
     for (const auto& opt : parsed.options) {
       if (opt.position_key >= 0) {
         throw ConfigError("unexpected argument '" + opt.value.front() + "'; options start with -- (see: torchfit " +
@@ -299,7 +305,12 @@ Invocation parse(int argc, char** argv) {
   // Pass 1: the runner's own options, to learn the config file, plugin folders and plugins.
   po::variables_map first;
   try {
-    po::store(po::command_line_parser(args).options(runner).allow_unregistered().run(), first);
+    po::store(po::command_line_parser(args)
+                  .options(runner)
+                  .style(po::command_line_style::default_style & ~po::command_line_style::allow_guessing)
+                  .allow_unregistered()
+                  .run(),
+              first);
   } catch (const po::error& e) {
     throw ConfigError(std::string(e.what()) + " (see: torchfit " + inv.command + " --help)");
   }

@@ -59,7 +59,7 @@ Setup set_up(Invocation& inv, bool with_data, bool with_metrics) {
   s.name = required(inv, "model", "NAME");
   s.entry = &inv.registry->find(s.name, PluginKind::Model);
   s.model = inv.registry->make_model(s.name, inv.plugin_options(*s.entry));
-  s.seed = inv.options.count("seed") ? inv.options["seed"].as<uint64_t>() : 0;
+  s.seed = inv.options.count("seed") ? inv.options["seed"].as<uint64_t>() : 2;
   s.batch_size = inv.options.count("batch-size") ? positive<int64_t>(inv, "batch-size") : s.model->default_batch_size();
   seed_everything(s.seed);
   if (with_data) s.data = s.model->make_data(s.seed);

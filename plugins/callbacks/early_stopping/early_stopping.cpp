@@ -20,8 +20,10 @@ struct Settings {
 };
 
 // Follows Keras' EarlyStopping: `wait` counts epochs since the last improvement, and training
-// stops once it reaches `patience`. An improvement resets `wait` only if it also beats the
-// baseline. torchkeras' message and its "reload the best checkpoint" default are kept.
+// stops once it reaches `patience`. With a baseline, only an improvement that also beats the
+// baseline resets `wait`, so a run that never gets past the baseline stops after `patience`
+// epochs as the option promises (Keras skips that check on improving epochs). torchkeras'
+// message and its "reload the best checkpoint" default are kept.
 class EarlyStopping final : public torchfit::Callback {
  public:
   explicit EarlyStopping(Settings s) : s_(std::move(s)), monitor_(s_.monitor, s_.mode, s_.min_delta) {}
@@ -53,8 +55,9 @@ class EarlyStopping final : public torchfit::Callback {
       }
       if (!s_.baseline || monitor_.improves(current, *s_.baseline)) {
         wait_ = 0;
+        return;
       }
-      return;
+      // Better than before but not yet past the baseline: patience keeps running out.
     }
     if (wait_ >= s_.patience) {
       stopped_epoch_ = ctx.epoch;

@@ -1,0 +1,204 @@
+// The standard callbacks: early stopping semantics, checkpoint files, lr logging, progress lines.
+#define BOOST_TEST_MODULE callbacks
+#include <boost/test/unit_test.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <set>
+
+#include "../support.hpp"
+
+namespace tf = torchfit;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Logging {
+  Logging() { test::log_capture(); }
+};
+BOOST_GLOBAL_FIXTURE(Logging);
+
+tf::Registry& registry() {
+  static tf::Registry reg(test::standard_plugin_dirs());
+  return reg;
+}
+
+std::shared_ptr<tf::Callback> make(const std::string& name, const std::vector<std::string>& args) {
+  return registry().make_callback(name, registry().parse_options(registry().find(name, tf::PluginKind::Callback), args));
+}
+
+// Logs a scripted "score" each epoch and keeps a copy of the weights after each epoch.
+struct Script : tf::Callback {
+  std::vector<double> scores;
+  std::vector<std::vector<std::pair<std::string, torch::Tensor>>> weights;
+  explicit Script(std::vector<double> s) : scores(std::move(s)) {}
+  void on_train_epoch_end(tf::Context& ctx) override { ctx.logs.set("score", scores.at(ctx.epoch - 1)); }
+  void on_epoch_end(tf::Context& ctx) override { weights.push_back(tf::snapshot_weights(ctx.net())); }
+};
+
+struct Run {
+  tf::History history;
+  std::shared_ptr<Script> script;
+  torch::nn::Linear net{nullptr};
+};
+
+Run fit(const std::vector<double>& scores, tf::Callbacks extra, std::shared_ptr<torch::optim::Optimizer> opt = nullptr,
+        std::shared_ptr<tf::Scheduler> sched = nullptr) {
+  Run r;
+  tf::seed_everything(2);
+  r.net = torch::nn::Linear(2, 1);
+  r.script = std::make_shared<Script>(scores);
+  tf::Callbacks callbacks{r.script};
+  callbacks.insert(callbacks.end(), extra.begin(), extra.end());
+  if (!opt) opt = std::make_shared<torch::optim::SGD>(r.net->parameters(), torch::optim::SGDOptions(0.01));
+  tf::Trainer trainer(r.net, torch::nn::MSELoss(), {}, opt, sched);
+  r.history = trainer.fit(tf::DataLoader(test::regression_data(8, 1), 4),
+                          tf::FitOptions().epochs(static_cast<int64_t>(scores.size())).callbacks(callbacks));
+  return r;
+}
+
+std::shared_ptr<tf::Callback> stopper(std::vector<std::string> args) {
+  args.push_back("--monitor=score");
+  return make("early_stopping", args);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(patience_counts_epochs_without_improvement) {
+  // min mode: best at epoch 2; epochs 3, 4 do not improve; patience 2 stops at epoch 4.
+  auto r = fit({5, 4, 4.5, 4.2, 1, 1}, {stopper({"--mode=min", "--patience=2"})});
+  BOOST_TEST(r.history.size() == 4u);
+  BOOST_TEST(test::captured_logs().find("<<<<<< score without improvement in 2 epoch,early stopping >>>>>>") !=
+             std::string::npos);
+  BOOST_TEST(r.history.stop_reason().find("best 4 at epoch 2") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(max_mode_and_min_delta) {
+  // Improvements smaller than min_delta do not count.
+  auto r = fit({0.5, 0.6, 0.605, 0.61, 0.9, 0.95}, {stopper({"--mode=max", "--patience=2", "--min-delta=0.05"})});
+  BOOST_TEST(r.history.size() == 4u);
+  auto r2 = fit({0.5, 0.6, 0.605, 0.61, 0.9, 0.95}, {stopper({"--mode=max", "--patience=2"})});
+  BOOST_TEST(r2.history.size() == 6u);
+}
+
+BOOST_AUTO_TEST_CASE(auto_mode_reads_the_key) {
+  // "score" is not a known metric or a word like acc: auto means lower is better.
+  auto r = fit({1, 2, 3, 4}, {stopper({"--patience=2"})});
+  BOOST_TEST(r.history.size() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(baseline_must_be_beaten) {
+  // max mode with baseline 0.8: nothing below it resets the wait.
+  auto r = fit({0.1, 0.2, 0.3, 0.4, 0.5}, {stopper({"--mode=max", "--patience=3", "--baseline=0.8"})});
+  BOOST_TEST(r.history.size() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(start_from_epoch_ignores_warm_up) {
+  auto r = fit({1, 2, 3, 4, 5, 6}, {stopper({"--mode=min", "--patience=1", "--start-from-epoch=3"})});
+  BOOST_TEST(r.history.size() == 5u);  // epoch 4 is the first counted (best), 5 does not improve
+}
+
+BOOST_AUTO_TEST_CASE(restores_the_exact_best_weights) {
+  auto r = fit({3, 1, 2, 2.5, 2.7}, {stopper({"--mode=min", "--patience=3"})});
+  BOOST_TEST(r.history.size() == 5u);
+  const auto& best = r.script->weights.at(1);  // epoch 2
+  BOOST_TEST(torch::equal(r.net->weight, best[0].second));
+  BOOST_TEST(torch::equal(r.net->bias, best[1].second));
+  BOOST_TEST(!torch::equal(r.net->weight, r.script->weights.back()[0].second));
+  auto kept = fit({3, 1, 2, 2.5, 2.7}, {stopper({"--mode=min", "--patience=3", "--restore-best-weights=false"})});
+  BOOST_TEST(torch::equal(kept.net->weight, kept.script->weights.back()[0].second));
+}
+
+BOOST_AUTO_TEST_CASE(missing_monitor_lists_the_keys_there_are) {
+  try {
+    fit({1, 2}, {make("early_stopping", {"--monitor=val_acc"})});
+    BOOST_FAIL("expected an error");
+  } catch (const tf::CallbackError& e) {
+    const std::string msg = e.what();
+    BOOST_TEST(msg.find("no value named 'val_acc' was logged; the logged values are: epoch, train_loss, score") !=
+               std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(checkpoint_keeps_the_best_and_says_so) {
+  test::TempDir dir;
+  const auto path = dir / "ckpt";
+  fit({3, 1, 2, 0.5, 4}, {make("model_checkpoint", {"--ckpt-path=" + path.string(), "--monitor=score", "--mode=min"})});
+  BOOST_TEST(tf::read_checkpoint_info(path).logs.at("epoch") == 4);
+  BOOST_TEST(test::captured_logs().find("<<<<<< reach best score : 0.5 >>>>>>") != std::string::npos);
+  BOOST_TEST(!fs::exists(path.string() + ".last"));
+}
+
+BOOST_AUTO_TEST_CASE(checkpoint_last_every_n_and_top_k) {
+  test::TempDir dir;
+  const auto p = (dir / "ckpt").string();
+  fit({5, 1, 4, 2, 3, 0.5}, {make("model_checkpoint", {"--ckpt-path=" + p, "--monitor=score", "--mode=min",
+                                                        "--save-last=true", "--top-k=2"})});
+  BOOST_TEST(tf::read_checkpoint_info(p + ".last").logs.at("epoch") == 6);
+  std::set<std::string> files;
+  for (const auto& f : fs::directory_iterator(dir.path)) files.insert(f.path().filename().string());
+  BOOST_TEST(files == std::set<std::string>({"ckpt", "ckpt.last", "ckpt.epoch002", "ckpt.epoch006"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(tf::read_checkpoint_info(p + ".epoch002").logs.at("score") == 1);
+
+  test::TempDir every;
+  const auto q = (every / "ckpt").string();
+  fit({5, 1, 4, 2, 3, 0.5}, {make("model_checkpoint", {"--ckpt-path=" + q, "--monitor=score", "--mode=min",
+                                                        "--every-n-epochs=3", "--top-k=-1"})});
+  files.clear();
+  for (const auto& f : fs::directory_iterator(every.path)) files.insert(f.path().filename().string());
+  BOOST_TEST(files == std::set<std::string>({"ckpt", "ckpt.epoch003", "ckpt.epoch006"}), boost::test_tools::per_element());
+  BOOST_TEST(tf::read_checkpoint_info(q).logs.at("epoch") == 6);
+}
+
+BOOST_AUTO_TEST_CASE(checkpoint_refuses_an_unwritable_folder_before_training) {
+  test::TempDir dir;
+  try {
+    fit({1, 2}, {make("model_checkpoint", {"--ckpt-path=" + (dir / "missing" / "ckpt").string(), "--monitor=score"})});
+    BOOST_FAIL("expected an error");
+  } catch (const tf::CallbackError& e) {
+    BOOST_TEST(e.hook() == "on_fit_begin");
+    BOOST_TEST(std::string(e.what()).find("which does not exist") != std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(lr_monitor_fills_the_lr_column_between_train_and_val) {
+  tf::seed_everything(1);
+  torch::nn::Linear net(2, 1);
+  auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.1));
+  auto sched = tf::wrap_scheduler(std::make_shared<torch::optim::StepLR>(*opt, 2, 0.5));
+  tf::Trainer trainer(net, torch::nn::MSELoss(), {}, opt, sched);
+  auto data = test::regression_data(8, 1);
+  auto h = trainer.fit(tf::DataLoader(data, 4), tf::DataLoader(data, 4),
+                       tf::FitOptions().epochs(5).callbacks({make("lr_monitor", {})}));
+  const std::vector<std::string> cols = {"epoch", "train_loss", "lr", "val_loss", "time"};
+  BOOST_TEST(h.columns() == cols, boost::test_tools::per_element());
+  // LibTorch's StepLR (step_size 2, gamma 0.5), stepped after each epoch, as this torchfit runs it.
+  const auto lr = h.column("lr");
+  BOOST_TEST(lr[0] == 0.1);
+  BOOST_TEST(lr[4] < lr[0]);
+  BOOST_TEST(test::captured_logs().find("lr changed from 0.1 to 0.05") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(progress_lines_when_not_a_terminal) {
+  test::TempDir dir;
+  const auto out_path = dir / "out.txt";
+  // Send stdout to a file for the duration of the fit: the bar must choose plain lines.
+  std::fflush(stdout);
+  const int saved = ::dup(1);
+  const int file = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  BOOST_REQUIRE(saved >= 0 && file >= 0);
+  ::dup2(file, 1);
+  ::close(file);
+  fit({1, 2, 3}, {make("progress_bar", {"--stream=stdout"})});
+  std::fflush(stdout);
+  ::dup2(saved, 1);
+  ::close(saved);
+  const auto text = test::read_file(out_path);
+  BOOST_TEST(text.find("Epoch 1/3 - ") == 0u);
+  BOOST_TEST(text.find("train_loss: ") != std::string::npos);
+  BOOST_TEST(text.find("score: 3") != std::string::npos);
+  BOOST_TEST(text.find('\r') == std::string::npos);
+  BOOST_TEST(std::count(text.begin(), text.end(), '\n') == 3);
+}

@@ -1,0 +1,97 @@
+// The metrics plugin: every metric against values computed by hand, exact over uneven batches.
+#define BOOST_TEST_MODULE metrics
+#include <boost/test/unit_test.hpp>
+
+#include "../support.hpp"
+
+namespace tf = torchfit;
+namespace tt = boost::test_tools;
+
+namespace {
+std::shared_ptr<tf::Metric> metric(const std::string& name, std::vector<std::string> args = {}) {
+  static tf::Registry reg(test::standard_plugin_dirs());
+  return reg.make_metric(name, reg.parse_options(reg.find(name, tf::PluginKind::Metric), args));
+}
+torch::Tensor col(std::vector<float> v) { return torch::tensor(v).reshape({-1, 1}); }
+
+// Logits and labels: predicted positive when logit >= 0 (sigmoid >= 0.5).
+//   logits  2.0  -1.0  0.5  -3.0  1.0   0.0  -0.5
+//   labels  1     1    0     0    1     0     0
+//   pred    1     0    1     0    1     1     0      -> tp 2, fp 2, fn 1, tn 2
+const torch::Tensor kLogits = col({2.0f, -1.0f, 0.5f, -3.0f, 1.0f, 0.0f, -0.5f});
+const torch::Tensor kLabels = col({1, 1, 0, 0, 1, 0, 0});
+
+double in_batches(const std::shared_ptr<tf::Metric>& m, const torch::Tensor& p, const torch::Tensor& t) {
+  m->reset();
+  m->update(p.narrow(0, 0, 3), t.narrow(0, 0, 3));  // batches of 3, 3, 1
+  m->update(p.narrow(0, 3, 3), t.narrow(0, 3, 3));
+  m->update(p.narrow(0, 6, 1), t.narrow(0, 6, 1));
+  return m->compute();
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(binary_counts) {
+  BOOST_TEST(in_batches(metric("acc"), kLogits, kLabels) == 4.0 / 7, tt::tolerance(1e-12));
+  BOOST_TEST(in_batches(metric("precision"), kLogits, kLabels) == 2.0 / 4, tt::tolerance(1e-12));
+  BOOST_TEST(in_batches(metric("recall"), kLogits, kLabels) == 2.0 / 3, tt::tolerance(1e-12));
+  BOOST_TEST(in_batches(metric("f1"), kLogits, kLabels) == 4.0 / 7, tt::tolerance(1e-12));  // 2tp / (2tp+fp+fn)
+  BOOST_TEST(metric("acc")->higher_is_better());
+}
+
+BOOST_AUTO_TEST_CASE(threshold_option_moves_the_cut) {
+  // threshold 0.7: logit >= log(0.7/0.3) = 0.847 -> predictions 1 0 0 0 1 0 0: correct 1,1(no),1,1,1,1,1 = 6
+  BOOST_TEST(in_batches(metric("acc", {"--threshold=0.7"}), kLogits, kLabels) == 6.0 / 7, tt::tolerance(1e-12));
+}
+
+BOOST_AUTO_TEST_CASE(auc_is_exact_with_ties) {
+  // Positives' scores 2, -1, 1; negatives' 0.5, -3, 0, -0.5. Pairs where the positive wins:
+  // 2 beats 4, -1 beats 1 (-3), 1 beats 4 -> 9 of 12.
+  BOOST_TEST(in_batches(metric("auc"), kLogits, kLabels) == 9.0 / 12, tt::tolerance(1e-12));
+  auto tied = metric("auc");
+  tied->update(col({1, 1, 0, 0}), col({1, 0, 1, 0}));  // one tie across classes counts 1/2
+  BOOST_TEST(tied->compute() == 0.5, tt::tolerance(1e-12));
+  auto one_class = metric("auc");
+  one_class->update(col({1, 2}), col({1, 1}));
+  BOOST_TEST(std::isnan(one_class->compute()));
+}
+
+BOOST_AUTO_TEST_CASE(regression_errors) {
+  auto p = col({1, 2, 3, 4, 5, 6, 7});
+  auto t = col({1.5, 2, 2, 4, 8, 6, 6});  // errors -0.5, 0, 1, 0, -3, 0, 1
+  BOOST_TEST(in_batches(metric("mae"), p, t) == 5.5 / 7, tt::tolerance(1e-9));
+  BOOST_TEST(in_batches(metric("mse"), p, t) == 11.25 / 7, tt::tolerance(1e-9));
+  BOOST_TEST(in_batches(metric("rmse"), p, t) == std::sqrt(11.25 / 7), tt::tolerance(1e-9));
+  // r2 = 1 - SS_res / SS_tot; targets' mean 29.5/7.
+  double mean = 29.5 / 7, ss_tot = 0;
+  for (double v : {1.5, 2.0, 2.0, 4.0, 8.0, 6.0, 6.0}) ss_tot += (v - mean) * (v - mean);
+  BOOST_TEST(in_batches(metric("r2"), p, t) == 1 - 11.25 / ss_tot, tt::tolerance(1e-9));
+  BOOST_TEST(!metric("mae")->higher_is_better());
+  BOOST_TEST(metric("r2")->higher_is_better());
+}
+
+BOOST_AUTO_TEST_CASE(multiclass_accuracy) {
+  auto scores = torch::tensor({{0.1f, 0.9f, 0.0f}, {0.8f, 0.1f, 0.1f}, {0.2f, 0.2f, 0.6f}, {0.5f, 0.4f, 0.1f}});
+  auto labels = torch::tensor({1, 0, 1, 1}, torch::kLong);
+  auto m = metric("accuracy");
+  m->update(scores.narrow(0, 0, 3), labels.narrow(0, 0, 3));
+  m->update(scores.narrow(0, 3, 1), labels.narrow(0, 3, 1));
+  BOOST_TEST(m->compute() == 0.5, tt::tolerance(1e-12));
+}
+
+BOOST_AUTO_TEST_CASE(reset_forgets_and_empty_is_nan) {
+  auto m = metric("mae");
+  m->update(col({1}), col({3}));
+  m->reset();
+  BOOST_TEST(std::isnan(m->compute()));
+}
+
+BOOST_AUTO_TEST_CASE(wrong_target_shapes_are_named) {
+  try {
+    metric("acc")->update(torch::zeros({4, 1}), torch::zeros({4}));
+    BOOST_FAIL("expected DataError");
+  } catch (const tf::DataError& e) {
+    BOOST_TEST(std::string(e.what()).find("predictions have shape [4, 1] but targets have shape [4]") != std::string::npos);
+  }
+  BOOST_CHECK_THROW(metric("accuracy")->update(torch::zeros({4, 1}), torch::zeros({4, 1})), tf::DataError);
+  BOOST_CHECK_THROW(metric("acc", {"--threshold=1.5"}), tf::ConfigError);
+}

@@ -1,0 +1,155 @@
+// Plugin registry: discovery, listing, every refusal, option parsing, lifetime, hook failures.
+#define BOOST_TEST_MODULE registry
+#include <boost/test/unit_test.hpp>
+
+#include "../support.hpp"
+
+namespace tf = torchfit;
+namespace fs = std::filesystem;
+
+namespace {
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "no error";
+}
+bool contains(const std::string& text, const std::string& part) {
+  BOOST_TEST_INFO("text: " << text);
+  return text.find(part) != std::string::npos;
+}
+tf::Registry with_test_plugins() {
+  auto dirs = test::standard_plugin_dirs();
+  dirs.emplace_back(TORCHFIT_TEST_PLUGIN_DIR);
+  return tf::Registry(dirs);
+}
+struct Logging {
+  Logging() { test::log_capture(); }
+};
+BOOST_GLOBAL_FIXTURE(Logging);
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(discovers_the_standard_plugins_without_creating_them) {
+  tf::Registry reg(test::standard_plugin_dirs());
+  std::map<std::string, tf::PluginKind> found;
+  for (const auto& p : reg.plugins()) {
+    found[p.info.name] = p.info.kind;
+    BOOST_TEST(!p.info.version.empty());
+    BOOST_TEST(!p.info.description.empty());
+    BOOST_TEST(fs::exists(p.file));
+    BOOST_TEST(p.info.abi_version == tf::kPluginAbiVersion);
+  }
+  BOOST_TEST(found.size() == 7u);
+  BOOST_TEST((found.at("early_stopping") == tf::PluginKind::Callback));
+  BOOST_TEST((found.at("model_checkpoint") == tf::PluginKind::Callback));
+  BOOST_TEST((found.at("progress_bar") == tf::PluginKind::Callback));
+  BOOST_TEST((found.at("lr_monitor") == tf::PluginKind::Callback));
+  BOOST_TEST((found.at("metrics") == tf::PluginKind::Metric));
+  BOOST_TEST((found.at("dnn_binary") == tf::PluginKind::Model));
+  BOOST_TEST((found.at("linear_regression") == tf::PluginKind::Model));
+  const auto metrics = reg.names(tf::PluginKind::Metric);
+  for (const char* m : {"acc", "accuracy", "auc", "precision", "recall", "f1", "mae", "mse", "rmse", "r2"}) {
+    BOOST_TEST(std::count(metrics.begin(), metrics.end(), m) == 1);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(environment_path_is_searched) {
+  ::setenv("TORCHFIT_PLUGIN_PATH", "/nonexistent:" TORCHFIT_TEST_PLUGIN_DIR, 1);
+  auto dirs = tf::Registry::search_path();
+  ::unsetenv("TORCHFIT_PLUGIN_PATH");
+  tf::Registry reg(dirs);
+  BOOST_TEST(reg.find("hook_recorder", tf::PluginKind::Callback).info.name == "hook_recorder");
+}
+
+BOOST_AUTO_TEST_CASE(wrong_abi_is_refused_naming_both_versions) {
+  auto reg = with_test_plugins();
+  const auto msg = error_of([&] { reg.find("wrong_abi", tf::PluginKind::Callback); });
+  BOOST_TEST(contains(msg, "was built for plugin ABI " + std::to_string(tf::kPluginAbiVersion + 1) +
+                               ", this torchfit speaks " + std::to_string(tf::kPluginAbiVersion)));
+  BOOST_TEST(contains(msg, "rebuild it against this torchfit"));
+}
+
+BOOST_AUTO_TEST_CASE(a_library_that_is_no_plugin_is_skipped_but_named_when_asked_for) {
+  auto reg = with_test_plugins();
+  for (const auto& p : reg.plugins()) BOOST_TEST(p.info.name != "not_a_plugin");
+  const auto msg = error_of([&] { reg.find("not_a_plugin", tf::PluginKind::Callback); });
+  BOOST_TEST(contains(msg, "is not a torchfit plugin"));
+}
+
+BOOST_AUTO_TEST_CASE(unknown_name_suggests_and_lists_names_and_folders) {
+  tf::Registry reg(test::standard_plugin_dirs());
+  const auto msg = error_of([&] { reg.find("early_stoping", tf::PluginKind::Callback); });
+  BOOST_TEST(contains(msg, "unknown callback 'early_stoping'; did you mean 'early_stopping'?"));
+  BOOST_TEST(contains(msg, "Available callbacks: early_stopping, lr_monitor, model_checkpoint, progress_bar"));
+  BOOST_TEST(contains(msg, "Searched: " + reg.dirs().front().string()));
+  BOOST_TEST(contains(error_of([&] { reg.find("dnn_binary", tf::PluginKind::Callback); }),
+                      "'dnn_binary' is a model plugin, not a callback plugin"));
+}
+
+BOOST_AUTO_TEST_CASE(duplicate_names_are_refused_naming_both_files) {
+  auto dirs = test::standard_plugin_dirs();
+  dirs.emplace_back(TORCHFIT_TEST_DUPLICATE_DIR);
+  tf::Registry reg(dirs);
+  const auto msg = error_of([&] { reg.find("early_stopping", tf::PluginKind::Callback); });
+  BOOST_TEST(contains(msg, "two callback plugins provide 'early_stopping'"));
+  BOOST_TEST(contains(msg, "plugins/early_stopping.so"));
+  BOOST_TEST(contains(msg, "plugins-duplicate/duplicate_early_stopping.so"));
+}
+
+BOOST_AUTO_TEST_CASE(bad_plugin_options_name_the_option) {
+  tf::Registry reg(test::standard_plugin_dirs());
+  const auto& es = reg.find("early_stopping", tf::PluginKind::Callback);
+  BOOST_TEST(contains(error_of([&] { reg.parse_options(es, {"--patience=soon"}); }), "--early_stopping.patience"));
+  BOOST_TEST(contains(error_of([&] { reg.parse_options(es, {"--patients=3"}); }), "early_stopping"));
+  BOOST_TEST(contains(error_of([&] { reg.make_callback("early_stopping", reg.parse_options(es, {"--mode=avg"})); }),
+                      "early_stopping.mode must be min, max or auto, got 'avg'"));
+  auto opts = reg.parse_options(es, {"--patience=3"});
+  BOOST_TEST(opts["patience"].as<int64_t>() == 3);
+  BOOST_TEST(opts["monitor"].as<std::string>() == "val_loss");
+}
+
+BOOST_AUTO_TEST_CASE(made_objects_keep_their_library_loaded) {
+  std::shared_ptr<tf::Callback> cb;
+  std::shared_ptr<tf::ModelPlugin> model;
+  {
+    tf::Registry reg(test::standard_plugin_dirs());
+    const auto& entry = reg.find("early_stopping", tf::PluginKind::Callback);
+    cb = reg.make_callback("early_stopping", reg.parse_options(entry));
+    model = reg.make_model("linear_regression", reg.parse_options(reg.find("linear_regression", tf::PluginKind::Model)));
+  }
+  // The registry is gone; the objects and what they make still work.
+  BOOST_TEST(cb->name() == "early_stopping");
+  auto net = model->make_net();
+  model.reset();
+  BOOST_TEST(net.name() == "linear_regression");
+  BOOST_TEST(net.forward(torch::zeros({1, 2})).sizes() == torch::IntArrayRef({1, 1}));
+}
+
+BOOST_AUTO_TEST_CASE(a_throwing_plugin_stops_training_cleanly_and_keeps_saved_checkpoints) {
+  test::TempDir dir;
+  auto reg = with_test_plugins();
+  auto make = [&](const std::string& name, std::vector<std::string> args) {
+    return reg.make_callback(name, reg.parse_options(reg.find(name, tf::PluginKind::Callback), args));
+  };
+  const auto ckpt = dir / "ckpt";
+  const auto hooks = dir / "hooks.txt";
+  tf::Callbacks callbacks = {make("model_checkpoint", {"--ckpt-path=" + ckpt.string(), "--save-best-only=false"}),
+                             make("throwing", {"--hook=on_epoch_end", "--epoch=2"}),
+                             make("hook_recorder", {"--file=" + hooks.string()})};
+  tf::seed_everything(1);
+  torch::nn::Linear net(2, 1);
+  tf::Trainer trainer(net, torch::nn::MSELoss());
+  auto data = test::regression_data(8, 1);
+  const auto msg = error_of([&] {
+    trainer.fit(tf::DataLoader(data, 4), tf::DataLoader(data, 4), tf::FitOptions().epochs(5).callbacks(callbacks));
+  });
+  BOOST_TEST(contains(msg, "callback 'throwing' failed in on_epoch_end: deliberate failure in on_epoch_end"));
+  BOOST_TEST(trainer.history().size() == 1u);
+  const auto recorded = test::read_file(hooks);
+  BOOST_TEST(contains(recorded, "on_exception: callback 'throwing' failed in on_epoch_end"));
+  // model_checkpoint ran before the throwing plugin in epoch 2: the file is whole and loadable.
+  tf::Net fresh = torch::nn::Linear(2, 1);
+  BOOST_TEST(tf::load_weights(fresh, ckpt).logs.at("epoch") == 2);
+}
