@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include <torchfit/errors.hpp>
+#include <torchfit/logs.hpp>
 
 namespace torchfit::cli {
 
@@ -204,11 +205,7 @@ std::string text_of(const boost::any& value) {
   if (auto* v = boost::any_cast<int>(&value)) return std::to_string(*v);
   if (auto* v = boost::any_cast<unsigned>(&value)) return std::to_string(*v);
   if (auto* v = boost::any_cast<bool>(&value)) return *v ? "true" : "false";
-  if (auto* v = boost::any_cast<double>(&value)) {
-    std::ostringstream out;
-    out << std::setprecision(17) << *v;
-    return out.str();
-  }
+  if (auto* v = boost::any_cast<double>(&value)) return format_exact(*v);
   if (auto* v = boost::any_cast<std::vector<std::string>>(&value)) {
     std::string out;
     for (const auto& item : *v) out += (out.empty() ? "" : ",") + item;

@@ -59,19 +59,9 @@ std::optional<std::size_t> History::best_row(const std::string& monitor, bool hi
 
 namespace {
 
-// The shortest text that reads back as the same double: 0.1 stays "0.1", nothing is lost.
-std::string exact_number(double v) {
-  char buf[40];
-  for (int precision = 15; precision <= 17; ++precision) {
-    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  return buf;
-}
+std::string json_number(double v) { return std::isfinite(v) ? format_exact(v) : "null"; }
 
-std::string json_number(double v) { return std::isfinite(v) ? exact_number(v) : "null"; }
-
-std::string csv_number(double v) { return std::isnan(v) ? "" : exact_number(v); }
+std::string csv_number(double v) { return std::isnan(v) ? "" : format_exact(v); }
 
 }  // namespace
 

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "torchfit/errors.hpp"
 
@@ -80,6 +81,15 @@ std::string format_value(double value) {
   }
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.6g", value);
+  return buf;
+}
+
+std::string format_exact(double value) {
+  char buf[40];
+  for (int precision = 15; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, value);
+    if (std::strtod(buf, nullptr) == value) break;
+  }
   return buf;
 }
 

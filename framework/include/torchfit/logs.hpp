@@ -41,5 +41,7 @@ class TORCHFIT_EXPORT Logs {
 
 /// Formats a metric value the way torchfit prints them everywhere (up to 6 significant digits).
 TORCHFIT_EXPORT std::string format_value(double value);
+/// The shortest text that reads back as exactly `value` (0.1 stays "0.1"): for files.
+TORCHFIT_EXPORT std::string format_exact(double value);
 
 }  // namespace torchfit
