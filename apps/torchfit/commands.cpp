@@ -175,17 +175,24 @@ int run_train(Invocation& inv) {
     std::cout << "best " << monitor << ": " << format_value(*history[*best].get(monitor)) << " (epoch "
               << format_value(history[*best].at("epoch")) << ")\n";
   }
-  std::cout << "files:\n";
+  std::vector<std::pair<std::string, std::string>> files;
   std::error_code ec;
   if (std::find(inv.callbacks.begin(), inv.callbacks.end(), "model_checkpoint") != inv.callbacks.end() &&
       fs::exists(ckpt_path, ec)) {
     const auto info = read_checkpoint_info(ckpt_path);
-    std::cout << "  " << ckpt_path.string() << "  weights of epoch " << format_value(info.logs.get("epoch").value_or(0))
-              << " (the checkpoint's choice)\n";
+    std::string what = "weights of epoch " + format_value(info.logs.get("epoch").value_or(0));
+    if (auto v = info.logs.get(monitor)) what += " (" + monitor + " " + format_value(*v) + ")";
+    files.emplace_back(ckpt_path.string(), what);
   }
-  std::cout << "  " << history_path.string() << "  history, " << history.size() << " epochs\n";
-  std::cout << "  " << config_path.string() << "  settings of this run (torchfit train --config " << config_path.string()
-            << " repeats it)\n";
+  files.emplace_back(history_path.string(), "history, " + std::to_string(history.size()) + " epochs");
+  files.emplace_back(config_path.string(),
+                     "settings of this run; 'torchfit train --config " + config_path.string() + "' repeats it");
+  size_t width = 0;
+  for (const auto& f : files) width = std::max(width, f.first.size());
+  std::cout << "files:\n";
+  for (const auto& [file, what] : files) {
+    std::cout << "  " << file << std::string(width - file.size() + 2, ' ') << what << "\n";
+  }
   return 0;
 }
 
