@@ -72,4 +72,21 @@ inline torchfit::TensorDataset regression_data(int64_t n, uint64_t seed) {
 /// The folder the build writes the standard plugins to (the runner's default).
 inline std::vector<fs::path> standard_plugin_dirs() { return torchfit::Registry::search_path(); }
 
+/// One registry of the standard plugins per test executable.
+inline torchfit::Registry& registry() {
+  static torchfit::Registry reg(standard_plugin_dirs());
+  return reg;
+}
+
+/// A callback plugin made as the runner makes it, from option strings ("--patience=3").
+inline std::shared_ptr<torchfit::Callback> make_callback(const std::string& name, const std::vector<std::string>& args) {
+  auto& reg = registry();
+  return reg.make_callback(name, reg.parse_options(reg.find(name, torchfit::PluginKind::Callback), args));
+}
+
+/// Use as BOOST_GLOBAL_FIXTURE(test::CaptureLogs): torchfit's messages go to log_capture().
+struct CaptureLogs {
+  CaptureLogs() { log_capture(); }
+};
+
 }  // namespace test

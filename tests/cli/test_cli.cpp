@@ -292,3 +292,18 @@ BOOST_AUTO_TEST_CASE(hook_order_through_a_loaded_plugin) {
                                "on_validation_batch_end\non_validation_end\non_epoch_end\non_fit_end\n";
   BOOST_TEST(test::read_file(dir / "hooks.txt") == expected);
 }
+
+BOOST_AUTO_TEST_CASE(the_documented_plugin_adds_a_column_and_warns) {
+  test::TempDir dir;
+  auto r = run_torchfit("train --model dnn_binary --epochs 2 --callbacks loss_ratio --loss_ratio.warn-above 0.5" +
+                            kTestPlugins,
+                        dir.path);
+  BOOST_REQUIRE(r.rc == 0);
+  BOOST_TEST(has(r.err, "torchfit: warning: epoch 1: val_loss is "));
+  const auto csv = test::read_file(dir / "history.csv");
+  BOOST_TEST(csv.substr(0, csv.find('\n')) == "epoch,train_loss,train_acc,val_loss,val_acc,loss_ratio,time");
+  auto bad = run_torchfit("train --model dnn_binary --callbacks loss_ratio --loss_ratio.warn-above -1" + kTestPlugins,
+                          dir.path);
+  BOOST_TEST(bad.rc == 2);
+  BOOST_TEST(has(bad.err, "loss_ratio.warn-above must be positive"));
+}

@@ -62,10 +62,8 @@ tf::Trainer make_trainer(tf::Metrics metrics = {}) {
                      std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.01)));
 }
 
-struct Logging {
-  Logging() { test::log_capture(); }
-};
-BOOST_GLOBAL_FIXTURE(Logging);
+using test::CaptureLogs;
+BOOST_GLOBAL_FIXTURE(CaptureLogs);
 
 }  // namespace
 

@@ -14,19 +14,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Logging {
-  Logging() { test::log_capture(); }
-};
-BOOST_GLOBAL_FIXTURE(Logging);
+using test::CaptureLogs;
+BOOST_GLOBAL_FIXTURE(CaptureLogs);
 
-tf::Registry& registry() {
-  static tf::Registry reg(test::standard_plugin_dirs());
-  return reg;
-}
-
-std::shared_ptr<tf::Callback> make(const std::string& name, const std::vector<std::string>& args) {
-  return registry().make_callback(name, registry().parse_options(registry().find(name, tf::PluginKind::Callback), args));
-}
+using test::make_callback;
 
 // Logs a scripted "score" each epoch and keeps a copy of the weights after each epoch.
 struct Script : tf::Callback {
@@ -60,7 +51,7 @@ Run fit(const std::vector<double>& scores, tf::Callbacks extra, std::shared_ptr<
 
 std::shared_ptr<tf::Callback> stopper(std::vector<std::string> args) {
   args.push_back("--monitor=score");
-  return make("early_stopping", args);
+  return make_callback("early_stopping", args);
 }
 
 }  // namespace
@@ -112,7 +103,7 @@ BOOST_AUTO_TEST_CASE(restores_the_exact_best_weights) {
 
 BOOST_AUTO_TEST_CASE(missing_monitor_lists_the_keys_there_are) {
   try {
-    fit({1, 2}, {make("early_stopping", {"--monitor=val_acc"})});
+    fit({1, 2}, {make_callback("early_stopping", {"--monitor=val_acc"})});
     BOOST_FAIL("expected an error");
   } catch (const tf::CallbackError& e) {
     const std::string msg = e.what();
@@ -124,7 +115,7 @@ BOOST_AUTO_TEST_CASE(missing_monitor_lists_the_keys_there_are) {
 BOOST_AUTO_TEST_CASE(checkpoint_keeps_the_best_and_says_so) {
   test::TempDir dir;
   const auto path = dir / "ckpt";
-  fit({3, 1, 2, 0.5, 4}, {make("model_checkpoint", {"--ckpt-path=" + path.string(), "--monitor=score", "--mode=min"})});
+  fit({3, 1, 2, 0.5, 4}, {make_callback("model_checkpoint", {"--ckpt-path=" + path.string(), "--monitor=score", "--mode=min"})});
   BOOST_TEST(tf::read_checkpoint_info(path).logs.at("epoch") == 4);
   BOOST_TEST(test::captured_logs().find("<<<<<< reach best score : 0.5 >>>>>>") != std::string::npos);
   BOOST_TEST(!fs::exists(path.string() + ".last"));
@@ -133,7 +124,7 @@ BOOST_AUTO_TEST_CASE(checkpoint_keeps_the_best_and_says_so) {
 BOOST_AUTO_TEST_CASE(checkpoint_last_every_n_and_top_k) {
   test::TempDir dir;
   const auto p = (dir / "ckpt").string();
-  fit({5, 1, 4, 2, 3, 0.5}, {make("model_checkpoint", {"--ckpt-path=" + p, "--monitor=score", "--mode=min",
+  fit({5, 1, 4, 2, 3, 0.5}, {make_callback("model_checkpoint", {"--ckpt-path=" + p, "--monitor=score", "--mode=min",
                                                         "--save-last=true", "--top-k=2"})});
   BOOST_TEST(tf::read_checkpoint_info(p + ".last").logs.at("epoch") == 6);
   std::set<std::string> files;
@@ -144,7 +135,7 @@ BOOST_AUTO_TEST_CASE(checkpoint_last_every_n_and_top_k) {
 
   test::TempDir every;
   const auto q = (every / "ckpt").string();
-  fit({5, 1, 4, 2, 3, 0.5}, {make("model_checkpoint", {"--ckpt-path=" + q, "--monitor=score", "--mode=min",
+  fit({5, 1, 4, 2, 3, 0.5}, {make_callback("model_checkpoint", {"--ckpt-path=" + q, "--monitor=score", "--mode=min",
                                                         "--every-n-epochs=3", "--top-k=-1"})});
   files.clear();
   for (const auto& f : fs::directory_iterator(every.path)) files.insert(f.path().filename().string());
@@ -155,7 +146,7 @@ BOOST_AUTO_TEST_CASE(checkpoint_last_every_n_and_top_k) {
 BOOST_AUTO_TEST_CASE(checkpoint_refuses_an_unwritable_folder_before_training) {
   test::TempDir dir;
   try {
-    fit({1, 2}, {make("model_checkpoint", {"--ckpt-path=" + (dir / "missing" / "ckpt").string(), "--monitor=score"})});
+    fit({1, 2}, {make_callback("model_checkpoint", {"--ckpt-path=" + (dir / "missing" / "ckpt").string(), "--monitor=score"})});
     BOOST_FAIL("expected an error");
   } catch (const tf::CallbackError& e) {
     BOOST_TEST(e.hook() == "on_fit_begin");
@@ -171,7 +162,7 @@ BOOST_AUTO_TEST_CASE(lr_monitor_fills_the_lr_column_between_train_and_val) {
   tf::Trainer trainer(net, torch::nn::MSELoss(), {}, opt, sched);
   auto data = test::regression_data(8, 1);
   auto h = trainer.fit(tf::DataLoader(data, 4), tf::DataLoader(data, 4),
-                       tf::FitOptions().epochs(5).callbacks({make("lr_monitor", {})}));
+                       tf::FitOptions().epochs(5).callbacks({make_callback("lr_monitor", {})}));
   const std::vector<std::string> cols = {"epoch", "train_loss", "lr", "val_loss", "time"};
   BOOST_TEST(h.columns() == cols, boost::test_tools::per_element());
   // LibTorch's StepLR (step_size 2, gamma 0.5), stepped after each epoch, as this torchfit runs it.
@@ -191,7 +182,7 @@ BOOST_AUTO_TEST_CASE(progress_lines_when_not_a_terminal) {
   BOOST_REQUIRE(saved >= 0 && file >= 0);
   ::dup2(file, 1);
   ::close(file);
-  fit({1, 2, 3}, {make("progress_bar", {"--stream=stdout"})});
+  fit({1, 2, 3}, {make_callback("progress_bar", {"--stream=stdout"})});
   std::fflush(stdout);
   ::dup2(saved, 1);
   ::close(saved);

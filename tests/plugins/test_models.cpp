@@ -7,15 +7,10 @@
 namespace tf = torchfit;
 
 namespace {
-struct Logging {
-  Logging() { test::log_capture(); }
-};
-BOOST_GLOBAL_FIXTURE(Logging);
+using test::CaptureLogs;
+BOOST_GLOBAL_FIXTURE(CaptureLogs);
 
-tf::Registry& registry() {
-  static tf::Registry reg(test::standard_plugin_dirs());
-  return reg;
-}
+using test::registry;
 template <typename Make>
 auto with_options(const std::string& name, tf::PluginKind kind, std::vector<std::string> args, Make make) {
   return make(registry().parse_options(registry().find(name, kind), args));

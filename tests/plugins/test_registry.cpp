@@ -25,10 +25,8 @@ tf::Registry with_test_plugins() {
   dirs.emplace_back(TORCHFIT_TEST_PLUGIN_DIR);
   return tf::Registry(dirs);
 }
-struct Logging {
-  Logging() { test::log_capture(); }
-};
-BOOST_GLOBAL_FIXTURE(Logging);
+using test::CaptureLogs;
+BOOST_GLOBAL_FIXTURE(CaptureLogs);
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(discovers_the_standard_plugins_without_creating_them) {

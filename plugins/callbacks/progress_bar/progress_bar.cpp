@@ -4,8 +4,10 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 namespace {
@@ -24,8 +26,11 @@ std::string clock_text(double seconds) {
 // running values (a host sync) only when it redraws. Lines mode prints nothing per batch.
 class ProgressBar final : public torchfit::Callback {
  public:
-  ProgressBar(FILE* out, bool bar, double refresh_rate, int width)
-      : out_(out), bar_(bar), min_interval_(1.0 / refresh_rate), width_(width) {}
+  ProgressBar(FILE* out, bool owned, bool bar, double refresh_rate, int width)
+      : out_(out), owned_(owned), bar_(bar), min_interval_(1.0 / refresh_rate), width_(width) {}
+  ~ProgressBar() override {
+    if (owned_) std::fclose(out_);
+  }
 
   void on_epoch_begin(torchfit::Context& ctx) override {
     epoch_start_ = Clock::now();
@@ -123,6 +128,7 @@ class ProgressBar final : public torchfit::Callback {
   }
 
   FILE* out_;
+  bool owned_;
   bool bar_;
   double min_interval_;
   int width_;
@@ -134,7 +140,8 @@ torchfit::PluginInfo describe() {
   torchfit::PluginInfo info(torchfit::PluginKind::Callback, "progress_bar", "1.0.0",
                             "Progress bar per epoch on a terminal; one plain line per epoch in logs and pipes");
   info.options->add_options()                                                                             //
-      ("stream", po::value<std::string>()->default_value("stderr"), "where to write: stderr or stdout")      //
+      ("stream", po::value<std::string>()->default_value("stderr"),
+       "where to write: stderr, stdout, or a file (appended to)")  //
       ("style", po::value<std::string>()->default_value("auto"),
        "bar (redrawn in place), lines (one line per epoch), or auto (bar on a terminal, else lines)")  //
       ("refresh-rate", po::value<double>()->default_value(10.0), "most redraws per second in bar style")  //
@@ -143,11 +150,6 @@ torchfit::PluginInfo describe() {
 }
 
 std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
-  const auto stream = o["stream"].as<std::string>();
-  if (stream != "stderr" && stream != "stdout") {
-    throw torchfit::ConfigError("progress_bar.stream must be stderr or stdout, got '" + stream + "'");
-  }
-  FILE* out = stream == "stdout" ? stdout : stderr;
   const auto style = o["style"].as<std::string>();
   if (style != "auto" && style != "bar" && style != "lines") {
     throw torchfit::ConfigError("progress_bar.style must be auto, bar or lines, got '" + style + "'");
@@ -160,8 +162,15 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   if (width < 1 || width > 200) {
     throw torchfit::ConfigError("progress_bar.width must be between 1 and 200, got " + std::to_string(width));
   }
+  const auto stream = o["stream"].as<std::string>();
+  FILE* out = stream == "stdout" ? stdout : stream == "stderr" ? stderr : std::fopen(stream.c_str(), "a");
+  if (!out) {
+    throw torchfit::ConfigError("progress_bar.stream: cannot open '" + stream + "' for writing: " +
+                                std::strerror(errno));
+  }
+  const bool owned = out != stdout && out != stderr;
   const bool bar = style == "bar" || (style == "auto" && ::isatty(::fileno(out)));
-  return std::make_shared<ProgressBar>(out, bar, rate, width);
+  return std::make_shared<ProgressBar>(out, owned, bar, rate, width);
 }
 
 }  // namespace
