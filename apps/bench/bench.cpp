@@ -5,7 +5,7 @@
 //   C  fit() with the runner's default plugins loaded through the registry
 //   D  fit() with 16 no-op callback plugins (ring only)
 //
-// Repetitions are interleaved (A B C D A B C D ...); medians and ratios to A are reported,
+// Repetitions are interleaved and rotated (A B C D, B C D A, ...); medians and ratios to A are reported,
 // then peak RSS, plugin discovery, checkpoint write/read and per-hook dispatch cost.
 #include <sys/resource.h>
 #include <fcntl.h>
@@ -196,7 +196,9 @@ int main(int argc, char** argv) {
     double scratch = 0;
     run_hand(w, 2, &scratch);  // warm-up: first-touch allocations, thread pool start
     for (int r = 0; r < reps; ++r) {
-      for (char v : variants) {
+      // Rotate the order each repetition so that no variant always runs right after another.
+      for (size_t i = 0; i < variants.size(); ++i) {
+        const char v = variants[(i + static_cast<size_t>(r)) % variants.size()];
         times[v].push_back(v == 'A' ? run_hand(w, 2, &acc[v]) : run_fit(w, 2, setup, v, &acc[v]));
       }
     }

@@ -74,7 +74,7 @@ CheckpointInfo read_info(torch::serialize::InputArchive& archive, const fs::path
 
 }  // namespace
 
-std::vector<std::pair<std::string, torch::Tensor>> snapshot_weights(const Net& net) {
+WeightSnapshot snapshot_weights(const Net& net) {
   torch::NoGradGuard no_grad;
   auto state = named_state(net);
   for (auto& [name, tensor] : state) {
@@ -83,7 +83,7 @@ std::vector<std::pair<std::string, torch::Tensor>> snapshot_weights(const Net& n
   return state;
 }
 
-void restore_weights(Net& net, const std::vector<std::pair<std::string, torch::Tensor>>& snapshot) {
+void restore_weights(Net& net, const WeightSnapshot& snapshot) {
   torch::NoGradGuard no_grad;
   auto state = named_state(net);
   if (state.size() != snapshot.size()) {
@@ -95,14 +95,14 @@ void restore_weights(Net& net, const std::vector<std::pair<std::string, torch::T
   }
 }
 
-void save_weights(const Net& net, const fs::path& path, const std::string& model, const Logs& logs) {
+void save_snapshot(const WeightSnapshot& snapshot, const fs::path& path, const std::string& model, const Logs& logs) {
   torch::serialize::OutputArchive archive;
   archive.write("torchfit_format", c10::IValue(kCheckpointFormat));
   archive.write("kind", c10::IValue(std::string("weights")));
-  archive.write("model", c10::IValue(model.empty() ? net.name() : model));
+  archive.write("model", c10::IValue(model));
   c10::List<std::string> names;
   int64_t i = 0;
-  for (const auto& [name, tensor] : named_state(net)) {
+  for (const auto& [name, tensor] : snapshot) {
     names.push_back(name);
     archive.write("t" + std::to_string(i++), tensor.detach().to(torch::kCPU));
   }
@@ -122,6 +122,10 @@ void save_weights(const Net& net, const fs::path& path, const std::string& model
       throw CheckpointError("cannot write checkpoint '" + tmp.string() + "': " + e.what_without_backtrace());
     }
   });
+}
+
+void save_weights(const Net& net, const fs::path& path, const std::string& model, const Logs& logs) {
+  save_snapshot(named_state(net), path, model.empty() ? net.name() : model, logs);
 }
 
 CheckpointInfo read_checkpoint_info(const fs::path& path) {

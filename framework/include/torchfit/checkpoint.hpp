@@ -22,10 +22,18 @@ struct CheckpointInfo {
   Logs logs;          ///< the epoch's logs when it was written (epoch, val_loss, ...)
 };
 
+/// Named copies of a net's parameters and buffers.
+using WeightSnapshot = std::vector<std::pair<std::string, torch::Tensor>>;
+
 /// Copies the net's parameters and buffers into memory (for restoring best weights fast).
-TORCHFIT_EXPORT std::vector<std::pair<std::string, torch::Tensor>> snapshot_weights(const Net& net);
+TORCHFIT_EXPORT WeightSnapshot snapshot_weights(const Net& net);
 /// Copies a snapshot back into the net.
-TORCHFIT_EXPORT void restore_weights(Net& net, const std::vector<std::pair<std::string, torch::Tensor>>& snapshot);
+TORCHFIT_EXPORT void restore_weights(Net& net, const WeightSnapshot& snapshot);
+
+/// Saves a snapshot (on any device) to `path` atomically, like save_weights. Safe to call from
+/// another thread while training goes on: the snapshot is the caller's own copy.
+TORCHFIT_EXPORT void save_snapshot(const WeightSnapshot& snapshot, const std::filesystem::path& path,
+                                   const std::string& model = "", const Logs& logs = {});
 
 /// Saves the net's parameters and buffers to `path` atomically (a crash mid-save leaves the
 /// previous file intact). `model` (default: the net's name) and `logs` are stored alongside.

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 
 namespace {
 
@@ -25,6 +26,10 @@ struct Settings {
   int64_t top_k = 1;
 };
 
+// Writes happen on a background thread, one epoch's writes and deletions at a time and in
+// order, so a save costs the training loop only a copy of the weights. The next epoch's save,
+// the end of fit and an exception all wait for the previous one and report its error.
+//
 // Files, for --ckpt-path P:
 //   P                 the best weights so far (save-best-only), or the latest saved ones
 //   P.epoch007        per-epoch copies, kept for the top-k epochs by the monitor (top-k > 1, or -1 for all)
@@ -35,14 +40,61 @@ class ModelCheckpoint final : public torchfit::Callback {
  public:
   explicit ModelCheckpoint(Settings s) : s_(std::move(s)), monitor_(s_.monitor, s_.mode) {}
 
+  ~ModelCheckpoint() override {
+    try {
+      finish();
+    } catch (const std::exception& e) {
+      torchfit::logger("model_checkpoint")->error("{}", e.what());
+    }
+  }
+
   void on_fit_begin(torchfit::Context& ctx) override {
     torchfit::check_writable_parent(s_.path, "checkpoint path");
     resolved_ = false;
   }
 
+  void on_fit_end(torchfit::Context& ctx) override { finish(); }
+
+  void on_exception(torchfit::Context& ctx, const std::exception& error) override {
+    try {
+      finish();  // what was saved before the failure is complete on disk
+    } catch (const std::exception& e) {
+      torchfit::logger("model_checkpoint")->error("{}", e.what());
+    }
+  }
+
   void on_epoch_end(torchfit::Context& ctx) override {
+    finish();  // the previous epoch's writes: done, or their error raised here
+    plan_.clear();
+    plan_epoch(ctx);
+    if (plan_.empty()) return;
+    auto snapshot = std::make_shared<torchfit::WeightSnapshot>(torchfit::snapshot_weights(ctx.net()));
+    pending_ = std::async(std::launch::async, [plan = std::move(plan_), snapshot, model = ctx.net().name(),
+                                               logs = ctx.logs] {
+      for (const auto& step : plan) {
+        if (step.write) {
+          torchfit::save_snapshot(*snapshot, step.path, model, logs);
+        } else {
+          std::error_code ec;
+          fs::remove(step.path, ec);
+        }
+      }
+    });
+  }
+
+ private:
+  struct Step {
+    fs::path path;
+    bool write;  // else delete
+  };
+
+  void finish() {
+    if (pending_.valid()) pending_.get();
+  }
+
+  void plan_epoch(torchfit::Context& ctx) {
     if (s_.save_last) {
-      torchfit::save_weights(ctx.net(), last_path(), "", ctx.logs);
+      plan_.push_back({last_path(), true});
     }
     if (ctx.epoch % s_.every_n_epochs != 0) {
       return;
@@ -60,12 +112,14 @@ class ModelCheckpoint final : public torchfit::Callback {
       torchfit::logger("model_checkpoint")->info("<<<<<< reach best {} : {} >>>>>>", s_.monitor, torchfit::format_value(current));
     }
     if (improved || !s_.save_best_only) {
-      torchfit::save_weights(ctx.net(), s_.path, "", ctx.logs);
+      plan_.push_back({s_.path, true});
     }
     if (s_.top_k > 1 || s_.top_k == -1) {
       keep_top_k(ctx, current);
     }
   }
+
+ public:
 
   void state_dict(torch::serialize::OutputArchive& archive) const override {
     archive.write("best", c10::IValue(best_));
@@ -110,11 +164,10 @@ class ModelCheckpoint final : public torchfit::Callback {
     if (s_.top_k != -1 && rank >= s_.top_k) {
       return;  // not among the k best: nothing to write
     }
-    torchfit::save_weights(ctx.net(), epoch_path(ctx.epoch), "", ctx.logs);
+    plan_.push_back({epoch_path(ctx.epoch), true});
     best_epochs_.insert(at, entry);
     while (s_.top_k != -1 && static_cast<int64_t>(best_epochs_.size()) > s_.top_k) {
-      std::error_code ec;
-      fs::remove(epoch_path(best_epochs_.back().second), ec);
+      plan_.push_back({epoch_path(best_epochs_.back().second), false});
       best_epochs_.pop_back();
     }
   }
@@ -125,6 +178,8 @@ class ModelCheckpoint final : public torchfit::Callback {
   double best_ = 0;
   int64_t best_epoch_ = 0;
   std::vector<std::pair<double, int64_t>> best_epochs_;  // (value, epoch), best first
+  std::vector<Step> plan_;
+  std::future<void> pending_;
 };
 
 torchfit::PluginInfo describe() {

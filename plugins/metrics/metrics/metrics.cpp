@@ -26,160 +26,188 @@ void require_same_shape(const char* metric, const Tensor& preds, const Tensor& t
   }
 }
 
-Tensor zeros_like_scalar(const Tensor& like) { return torch::zeros({}, like.options().dtype(torch::kDouble)); }
+// Keeps a few batches and reduces them together: one set of kernels for up to kMaxBatches
+// batches instead of one per batch. Small batches cost far more in per-operation dispatch
+// than in arithmetic, so this is what keeps a metric cheap; the sums are the same, exact.
+class Batched : public torchfit::Metric {
+ public:
+  void update(const Tensor& preds, const Tensor& targets) final {
+    check(preds, targets);
+    preds_.push_back(preds);
+    targets_.push_back(targets);
+    count_ += targets.numel();
+    pending_values_ += preds.numel() + targets.numel();
+    if (preds_.size() >= kMaxBatches || pending_values_ >= kMaxValues) flush();
+  }
+  double compute() final {
+    flush();
+    return count_ ? value() : kNaN;
+  }
+  void reset() final {
+    preds_.clear();
+    targets_.clear();
+    pending_values_ = 0;
+    count_ = 0;
+    clear();
+  }
 
-double ratio(const Tensor& numerator, double denominator) {
-  return denominator > 0 ? numerator.item<double>() / denominator : kNaN;
-}
+ protected:
+  virtual void check(const Tensor& preds, const Tensor& targets) const = 0;
+  /// Adds the pending batches, concatenated.
+  virtual void accumulate(const Tensor& preds, const Tensor& targets) = 0;
+  virtual double value() = 0;
+  virtual void clear() = 0;
+  int64_t count_ = 0;  ///< target elements seen since the reset
+
+ private:
+  static constexpr size_t kMaxBatches = 64;
+  static constexpr int64_t kMaxValues = int64_t{1} << 22;  // 16 MiB of float32 held at most
+
+  void flush() {
+    if (preds_.empty()) return;
+    accumulate(preds_.size() == 1 ? preds_[0] : torch::cat(preds_),
+               targets_.size() == 1 ? targets_[0] : torch::cat(targets_));
+    preds_.clear();
+    targets_.clear();
+    pending_values_ = 0;
+  }
+
+  std::vector<Tensor> preds_, targets_;
+  int64_t pending_values_ = 0;
+};
+
+// Sums kept on the device in one small double tensor, read back once in compute().
+class Sums : public Batched {
+ protected:
+  void add(const std::vector<Tensor>& values) {
+    auto stacked = torch::stack(values).to(torch::kDouble);
+    sums_ = sums_.defined() ? sums_ + stacked : stacked;
+  }
+  std::vector<double> sums() const {
+    auto s = sums_.to(torch::kCPU).contiguous();
+    return std::vector<double>(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
+  }
+  void clear() override { sums_ = Tensor(); }
+
+ private:
+  Tensor sums_;
+};
 
 // Binary classification from logits: positive when sigmoid(logit) >= threshold.
-class BinaryCounts : public torchfit::Metric {
+class Binary : public Sums {
  public:
-  BinaryCounts(const char* name, double threshold)
-      : name_(name), logit_threshold_(std::log(threshold / (1.0 - threshold))) {}
-  void update(const Tensor& preds, const Tensor& targets) override {
-    require_same_shape(name_, preds, targets);
-    const auto predicted = preds >= logit_threshold_;
-    const auto actual = targets >= 0.5;
-    if (!tp_.defined()) {
-      tp_ = zeros_like_scalar(preds), fp_ = zeros_like_scalar(preds), fn_ = zeros_like_scalar(preds), correct_ = zeros_like_scalar(preds);
-    }
-    tp_.add_((predicted & actual).sum());
-    fp_.add_((predicted & ~actual).sum());
-    fn_.add_((~predicted & actual).sum());
-    correct_.add_((predicted == actual).sum());
-    count_ += targets.numel();
-  }
-  void reset() override {
-    tp_ = fp_ = fn_ = correct_ = Tensor();
-    count_ = 0;
-  }
+  Binary(const char* name, double threshold) : name_(name), logit_threshold_(std::log(threshold / (1.0 - threshold))) {}
   bool higher_is_better() const override { return true; }
 
  protected:
+  void check(const Tensor& preds, const Tensor& targets) const override { require_same_shape(name_, preds, targets); }
+  Tensor predicted(const Tensor& preds) const { return preds >= logit_threshold_; }
   const char* name_;
+
+ private:
   double logit_threshold_;
-  Tensor tp_, fp_, fn_, correct_;
-  int64_t count_ = 0;
 };
 
-class BinaryAccuracy final : public BinaryCounts {
+class BinaryAccuracy final : public Binary {
  public:
-  using BinaryCounts::BinaryCounts;
-  double compute() override { return count_ ? correct_.item<double>() / static_cast<double>(count_) : kNaN; }
-};
+  using Binary::Binary;
 
-class Precision final : public BinaryCounts {
- public:
-  using BinaryCounts::BinaryCounts;
-  double compute() override {
-    if (!count_) return kNaN;
-    const double tp = tp_.item<double>(), fp = fp_.item<double>();
-    return tp + fp > 0 ? tp / (tp + fp) : 0.0;
+ protected:
+  void accumulate(const Tensor& preds, const Tensor& targets) override {
+    add({(predicted(preds) == (targets >= 0.5)).sum()});
   }
+  double value() override { return sums()[0] / static_cast<double>(count_); }
 };
 
-class Recall final : public BinaryCounts {
+// Precision, recall and F1 from true positives, false positives and false negatives.
+class BinaryRates final : public Binary {
  public:
-  using BinaryCounts::BinaryCounts;
-  double compute() override {
-    if (!count_) return kNaN;
-    const double tp = tp_.item<double>(), fn = fn_.item<double>();
-    return tp + fn > 0 ? tp / (tp + fn) : 0.0;
-  }
-};
+  enum class Kind { Precision, Recall, F1 };
+  BinaryRates(const char* name, double threshold, Kind kind) : Binary(name, threshold), kind_(kind) {}
 
-class F1 final : public BinaryCounts {
- public:
-  using BinaryCounts::BinaryCounts;
-  double compute() override {
-    if (!count_) return kNaN;
-    const double tp = tp_.item<double>(), fp = fp_.item<double>(), fn = fn_.item<double>();
-    return tp > 0 ? 2 * tp / (2 * tp + fp + fn) : 0.0;
+ protected:
+  void accumulate(const Tensor& preds, const Tensor& targets) override {
+    const auto p = predicted(preds), a = targets >= 0.5;
+    add({(p & a).sum(), (p & ~a).sum(), (~p & a).sum()});
   }
+  double value() override {
+    const auto s = sums();
+    const double tp = s[0], fp = s[1], fn = s[2];
+    switch (kind_) {
+      case Kind::Precision:
+        return tp + fp > 0 ? tp / (tp + fp) : 0.0;
+      case Kind::Recall:
+        return tp + fn > 0 ? tp / (tp + fn) : 0.0;
+      case Kind::F1:
+        return tp > 0 ? 2 * tp / (2 * tp + fp + fn) : 0.0;
+    }
+    return kNaN;
+  }
+
+ private:
+  Kind kind_;
 };
 
 // Multi-class accuracy: argmax of [N, C] scores against [N] class indices.
-class MulticlassAccuracy final : public torchfit::Metric {
+class MulticlassAccuracy final : public Sums {
  public:
-  void update(const Tensor& preds, const Tensor& targets) override {
+  bool higher_is_better() const override { return true; }
+
+ protected:
+  void check(const Tensor& preds, const Tensor& targets) const override {
     if (!targets.defined() || preds.dim() != 2 || targets.dim() != 1 || preds.size(0) != targets.size(0)) {
       throw DataError("metric 'accuracy': needs predictions [N, C] and class-index targets [N], got " +
                       torchfit::shape_string(preds.sizes()) + " and " +
                       (targets.defined() ? torchfit::shape_string(targets.sizes()) : std::string("none")) +
                       " (for one logit per sample use 'acc')");
     }
-    if (!correct_.defined()) correct_ = zeros_like_scalar(preds);
-    correct_.add_((preds.argmax(1) == targets.to(torch::kLong)).sum());
-    count_ += targets.numel();
   }
-  double compute() override { return ratio(correct_, static_cast<double>(count_)); }
-  void reset() override {
-    correct_ = Tensor();
-    count_ = 0;
+  void accumulate(const Tensor& preds, const Tensor& targets) override {
+    add({(preds.argmax(1) == targets.to(torch::kLong)).sum()});
   }
-  bool higher_is_better() const override { return true; }
-
- private:
-  Tensor correct_;
-  int64_t count_ = 0;
+  double value() override { return sums()[0] / static_cast<double>(count_); }
 };
 
 // Regression errors, exact over the epoch: sums of |e| and e^2 over every element.
-class Errors final : public torchfit::Metric {
+class Errors final : public Sums {
  public:
   enum class Kind { Mae, Mse, Rmse };
   Errors(const char* name, Kind kind) : name_(name), kind_(kind) {}
-  void update(const Tensor& preds, const Tensor& targets) override {
-    require_same_shape(name_, preds, targets);
-    if (!sum_.defined()) sum_ = zeros_like_scalar(preds);
+  bool higher_is_better() const override { return false; }
+
+ protected:
+  void check(const Tensor& preds, const Tensor& targets) const override { require_same_shape(name_, preds, targets); }
+  void accumulate(const Tensor& preds, const Tensor& targets) override {
     const auto diff = preds.to(torch::kDouble) - targets.to(torch::kDouble);
-    sum_.add_(kind_ == Kind::Mae ? diff.abs().sum() : diff.square().sum());
-    count_ += targets.numel();
+    add({kind_ == Kind::Mae ? diff.abs().sum() : diff.square().sum()});
   }
-  double compute() override {
-    const double mean = ratio(sum_, static_cast<double>(count_));
+  double value() override {
+    const double mean = sums()[0] / static_cast<double>(count_);
     return kind_ == Kind::Rmse ? std::sqrt(mean) : mean;
   }
-  void reset() override {
-    sum_ = Tensor();
-    count_ = 0;
-  }
-  bool higher_is_better() const override { return false; }
 
  private:
   const char* name_;
   Kind kind_;
-  Tensor sum_;
-  int64_t count_ = 0;
 };
 
 // Coefficient of determination: 1 - SS_res / SS_tot over every element of the epoch.
-class R2 final : public torchfit::Metric {
+class R2 final : public Sums {
  public:
-  void update(const Tensor& preds, const Tensor& targets) override {
-    require_same_shape("r2", preds, targets);
-    const auto p = preds.to(torch::kDouble), t = targets.to(torch::kDouble);
-    if (!sums_.defined()) sums_ = torch::zeros({3}, p.options());
-    sums_.add_(torch::stack({t.sum(), t.square().sum(), (t - p).square().sum()}));
-    count_ += targets.numel();
-  }
-  double compute() override {
-    if (count_ < 2) return kNaN;
-    const auto s = sums_.cpu();
-    const double sum = s[0].item<double>(), sum_sq = s[1].item<double>(), ss_res = s[2].item<double>();
-    const double ss_tot = sum_sq - sum * sum / static_cast<double>(count_);
-    return ss_tot > 0 ? 1.0 - ss_res / ss_tot : kNaN;
-  }
-  void reset() override {
-    sums_ = Tensor();
-    count_ = 0;
-  }
   bool higher_is_better() const override { return true; }
 
- private:
-  Tensor sums_;
-  int64_t count_ = 0;
+ protected:
+  void check(const Tensor& preds, const Tensor& targets) const override { require_same_shape("r2", preds, targets); }
+  void accumulate(const Tensor& preds, const Tensor& targets) override {
+    const auto p = preds.to(torch::kDouble), t = targets.to(torch::kDouble);
+    add({t.sum(), t.square().sum(), (t - p).square().sum()});
+  }
+  double value() override {
+    if (count_ < 2) return kNaN;
+    const auto s = sums();
+    const double ss_tot = s[1] - s[0] * s[0] / static_cast<double>(count_);
+    return ss_tot > 0 ? 1.0 - s[2] / ss_tot : kNaN;
+  }
 };
 
 // Exact ROC AUC over the epoch (Mann-Whitney U with averaged ranks for ties): keeps every
@@ -246,9 +274,9 @@ std::shared_ptr<torchfit::Metric> create(const std::string& name, const torchfit
                                 std::to_string(threshold));
   }
   if (name == "acc") return std::make_shared<BinaryAccuracy>("acc", threshold);
-  if (name == "precision") return std::make_shared<Precision>("precision", threshold);
-  if (name == "recall") return std::make_shared<Recall>("recall", threshold);
-  if (name == "f1") return std::make_shared<F1>("f1", threshold);
+  if (name == "precision") return std::make_shared<BinaryRates>("precision", threshold, BinaryRates::Kind::Precision);
+  if (name == "recall") return std::make_shared<BinaryRates>("recall", threshold, BinaryRates::Kind::Recall);
+  if (name == "f1") return std::make_shared<BinaryRates>("f1", threshold, BinaryRates::Kind::F1);
   if (name == "accuracy") return std::make_shared<MulticlassAccuracy>();
   if (name == "auc") return std::make_shared<Auc>();
   if (name == "mae") return std::make_shared<Errors>("mae", Errors::Kind::Mae);
