@@ -67,7 +67,7 @@ po::options_description command_options(const std::string& command) {
         ("epochs", po::value<int64_t>()->default_value(10), "epochs to train at most")                   //
         ("lr", po::value<double>(), "learning rate (default: the model's)")                             //
         ("optimizer", po::value<std::string>(), "adam, adamw or sgd (default: the model's)")            //
-        ("momentum", po::value<double>()->default_value(0.9), "momentum for sgd")                        //
+        ("momentum", po::value<double>()->default_value(0.9, "0.9"), "momentum for sgd")                        //
         ("weight-decay", po::value<double>()->default_value(0.0), "weight decay (L2; decoupled for adamw)")  //
         ("callbacks", po::value<std::string>()->value_name("LIST")->default_value(kDefaultCallbacks),
          "comma-separated callback plugins, run in this order; 'none' for none")  //

@@ -114,7 +114,7 @@ torchfit::PluginInfo describe() {
       ("min-delta", po::value<double>()->default_value(0.0), "smallest change that counts as an improvement")  //
       ("baseline", po::value<double>(), "value to reach; until it is beaten, patience keeps running out")  //
       ("start-from-epoch", po::value<int64_t>()->default_value(0), "warm-up epochs during which nothing is counted")  //
-      ("restore-best-weights", po::value<bool>()->default_value(true),
+      ("restore-best-weights", po::value<bool>()->default_value(true, "true"),
        "at the end of training, put back the weights of the best epoch (whatever stopped the run)");
   return info;
 }

@@ -189,9 +189,9 @@ torchfit::PluginInfo describe() {
       ("ckpt-path", po::value<std::string>()->default_value("checkpoint"), "file for the best weights")  //
       ("monitor", po::value<std::string>()->default_value("val_loss"), "logged value that decides the best")  //
       ("mode", po::value<std::string>()->default_value("auto"), "min, max, or auto (from the metric)")      //
-      ("save-best-only", po::value<bool>()->default_value(true),
+      ("save-best-only", po::value<bool>()->default_value(true, "true"),
        "write the checkpoint only when the monitored value improves (else every considered epoch)")  //
-      ("save-last", po::value<bool>()->default_value(false), "also write <ckpt-path>.last after every epoch")  //
+      ("save-last", po::value<bool>()->default_value(false, "false"), "also write <ckpt-path>.last after every epoch")  //
       ("every-n-epochs", po::value<int64_t>()->default_value(1), "consider saving every N epochs")        //
       ("top-k", po::value<int64_t>()->default_value(1),
        "keep <ckpt-path>.epochNNN files for the k best epochs (1: only <ckpt-path>; -1: every epoch)");
