@@ -7,6 +7,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libboost-program-options-dev libboost-filesystem-dev libboost-test-dev
   libspdlog-dev libfmt-dev
+  clang libclang-rt-14-dev llvm
 )
 
 missing=()

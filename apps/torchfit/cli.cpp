@@ -4,6 +4,7 @@
 #include <boost/make_shared.hpp>
 
 #include <algorithm>
+#include <map>
 #include <fstream>
 #include <set>
 #include <iomanip>
@@ -17,12 +18,6 @@ namespace torchfit::cli {
 namespace {
 
 const char* const kDefaultCallbacks = "early_stopping,model_checkpoint,progress_bar,lr_monitor";
-
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
-}
 
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
@@ -81,6 +76,11 @@ po::options_description command_options(const std::string& command) {
          "where to write the history: CSV, or JSON when FILE ends in .json")  //
         ("accumulate", po::value<int64_t>()->default_value(1), "gradient accumulation: batches per optimizer step")  //
         ("clip-grad-norm", po::value<double>()->default_value(0.0), "clip the gradients' L2 norm to this (0: off)")  //
+        ("resume", po::value<std::string>()->value_name("STATE")->implicit_value(""),
+         "continue the interrupted run saved in FILE.state (of --ckpt-path), or in STATE; its saved settings "
+         "apply, and options that would change the result are refused")  //
+        ("state-every-steps", po::value<int64_t>()->value_name("N")->default_value(0),
+         "also save the training state (FILE.state) every N optimizer steps; 0: after every epoch only")  //
         ("quiet,q", po::bool_switch(), "no progress display or messages; only the final table");
   } else if (command == "evaluate") {
     add_model_options(d, false);
@@ -227,37 +227,6 @@ const std::vector<std::pair<std::string, std::string>>& commands() {
   return list;
 }
 
-std::vector<ConfigEntry> read_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    throw ConfigError("cannot read config file '" + path + "': " +
-                      (std::ifstream(path).good() ? "permission denied" : "no such file"));
-  }
-  std::vector<ConfigEntry> entries;
-  std::string section, line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    const auto text = trim(line);
-    if (text.empty() || text[0] == '#' || text[0] == ';') continue;
-    const std::string where = path + ":" + std::to_string(n) + ": ";
-    if (text[0] == '[') {
-      if (text.back() != ']' || text.size() < 3) {
-        throw ConfigError(where + "malformed section header '" + text + "'; write [plugin_name]");
-      }
-      section = trim(text.substr(1, text.size() - 2));
-      continue;
-    }
-    const auto eq = text.find('=');
-    if (eq == std::string::npos || trim(text.substr(0, eq)).empty()) {
-      throw ConfigError(where + "malformed line '" + text + "'; write key = value");
-    }
-    auto key = trim(text.substr(0, eq));
-    auto value = trim(text.substr(eq + 1));
-    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
-    entries.push_back({section.empty() ? key : section + "." + key, value, path, n});
-  }
-  return entries;
-}
-
 PluginOptions Invocation::plugin_options(const PluginEntry& entry) const {
   std::vector<std::string> args;
   const auto it = plugin_values.find(entry.info.name);
@@ -294,7 +263,14 @@ Invocation parse(int argc, char** argv) {
     throw ConfigError("unknown command '" + inv.command + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
                       " Commands: train, evaluate, predict, summary, plugins");
   }
-  const std::vector<std::string> args(argv + 2, argv + argc);
+  std::vector<std::string> args(argv + 2, argv + argc);
+  // "--resume PATH" reads as "--resume=PATH" (train takes no positional arguments).
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--resume" && !args[i + 1].empty() && args[i + 1][0] != '-') {
+      args[i] += "=" + args[i + 1];
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    }
+  }
 
   po::options_description runner;
   runner.add(command_options(inv.command)).add(general_options());
@@ -313,6 +289,13 @@ Invocation parse(int argc, char** argv) {
   }
   if (first.count("config")) {
     inv.config_file = first["config"].as<std::string>();
+  } else if (inv.command == "train" && first.count("resume")) {
+    // A resume repeats the run's own settings, kept in its state file.
+    const auto given = first["resume"].as<std::string>();
+    inv.resume_state = given.empty() ? first["ckpt-path"].as<std::string>() + ".state" : given;
+    inv.resume_info = read_state_info(inv.resume_state);
+    std::istringstream saved(inv.resume_info.config);
+    inv.config = parse_config(saved, inv.resume_state + " (the run's settings)");
   } else if ((inv.command == "evaluate" || inv.command == "predict") && first.count("ckpt-path")) {
     const auto beside = first["ckpt-path"].as<std::string>() + ".ini";
     if (std::ifstream(beside).good()) inv.config_file = beside;
@@ -497,7 +480,9 @@ std::string resolved_config(const Invocation& inv, const std::vector<const Plugi
   std::ostringstream out;
   out << "# The resolved settings of this run: torchfit train --config <this file> repeats it.\n";
   for (const auto& [key, value] : inv.options) {
-    if (key.find('.') != std::string::npos || key == "config" || key == "help" || key == "quiet") continue;
+    if (key.find('.') != std::string::npos || key == "config" || key == "help" || key == "quiet" || key == "resume") {
+      continue;
+    }
     const auto text = text_of(value.value());
     if (!text.empty()) out << key << " = " << text << "\n";
   }

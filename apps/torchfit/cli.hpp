@@ -8,22 +8,14 @@
 #include <vector>
 
 #include <torchfit/registry.hpp>
+#include <torchfit/state.hpp>
+
+#include "config_file.hpp"
 
 namespace torchfit::cli {
 
 namespace po = boost::program_options;
 
-/// One `key = value` line of a config file.
-struct ConfigEntry {
-  std::string key;  ///< "epochs", or "early_stopping.patience" inside [early_stopping]
-  std::string value;
-  std::string file;
-  int line = 0;
-};
-
-/// Reads an INI file: `key = value` lines, `[section]` headers (a plugin's name), `#` or `;`
-/// comments. Throws ConfigError with file and line for a malformed line.
-std::vector<ConfigEntry> read_config(const std::string& path);
 
 /// The parsed command line of one command.
 struct Invocation {
@@ -34,6 +26,8 @@ struct Invocation {
   std::unique_ptr<Registry> registry;
   std::vector<std::string> callbacks;  ///< names, in order
   std::vector<std::string> metrics;    ///< names, empty: the model's defaults
+  std::string resume_state;            ///< train --resume: the state file to continue
+  StateInfo resume_info;               ///< ... and what it says about the run
 
   /// The typed options of plugin `name`: its defaults, then runner options of the same name
   /// (--monitor, --patience, ...), then --<name>.<option> and [<name>] values.

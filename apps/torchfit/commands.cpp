@@ -108,9 +108,23 @@ int run_train(Invocation& inv) {
   const fs::path history_path = inv.options["history"].as<std::string>();
   const fs::path ckpt_path = inv.options["ckpt-path"].as<std::string>();
   const fs::path config_path = ckpt_path.string() + ".ini";
+  const fs::path state_path = ckpt_path.string() + ".state";
   check_writable_parent(history_path, "history file");
   check_writable_parent(config_path, "checkpoint path");
   const auto device = parse_device(inv.options["device"].as<std::string>());
+  const auto state_every = inv.options["state-every-steps"].as<int64_t>();
+  if (state_every < 0) {
+    throw ConfigError("--state-every-steps must be 0 (after every epoch only) or positive, got " +
+                      std::to_string(state_every));
+  }
+  const bool resuming = !inv.resume_state.empty();
+  const auto& saved = inv.resume_info;
+  if (resuming && (saved.stopped || (saved.finished && epochs <= saved.epochs_done))) {
+    std::cout << "nothing to resume: the run in " << inv.resume_state << " already ended after " << saved.epochs_done
+              << " epochs (" << (saved.stopped ? saved.stop_reason : "completed " + std::to_string(saved.epochs_done) + " epochs")
+              << ")" << (saved.stopped ? "" : "; give a larger --epochs to train it further") << "\n";
+    return 0;
+  }
 
   Setup s = set_up(inv, true, true);
   const auto defaults = s.model->default_optimizer();
@@ -138,7 +152,15 @@ int run_train(Invocation& inv) {
   for (const auto& name : inv.callbacks) callback_list += (callback_list.empty() ? "" : ",") + name;
   set_option(inv, "callbacks", callback_list.empty() ? std::string("none") : callback_list);
   const auto settings = resolved_config(inv, plugins);
+  if (resuming) {
+    const auto differences = resume_differences(saved.config, settings);
+    if (!differences.empty()) {
+      throw ConfigError("cannot resume " + inv.resume_state + " with different settings: " + differences +
+                        ". Resume without those options, or train without --resume to start a new run");
+    }
+  }
   atomic_write_text(config_path, [&](std::ostream& out) { out << settings; });
+  install_stop_signal_handlers();
 
   Trainer trainer(s.net, s.model->make_loss(), s.metrics, optimizer);
   DataLoader train(s.data.train, LoaderOptions(s.batch_size).shuffle(true).seed(s.seed));
@@ -152,8 +174,17 @@ int run_train(Invocation& inv) {
   };
   History history;
   try {
-    history = trainer.fit(train, val,
-                          FitOptions().epochs(epochs).callbacks(callbacks).device(device).accumulate(accumulate).clip_grad_norm(clip));
+    auto options = FitOptions()
+                       .epochs(epochs)
+                       .callbacks(callbacks)
+                       .device(device)
+                       .accumulate(accumulate)
+                       .clip_grad_norm(clip)
+                       .state_path(state_path)
+                       .state_every_steps(state_every)
+                       .run_config(settings);
+    if (resuming) options.resume_from(inv.resume_state);
+    history = trainer.fit(train, val, options);
   } catch (...) {
     if (!trainer.history().empty()) {
       save_history(trainer.history());
@@ -162,6 +193,15 @@ int run_train(Invocation& inv) {
     throw;
   }
   save_history(history);
+  if (const int signal = trainer.interrupted_by()) {
+    std::string again = "torchfit train --resume";
+    if (!inv.options["ckpt-path"].defaulted()) again += " --ckpt-path " + ckpt_path.string();
+    std::cout << "\n" << history.tail(5) << "\n";
+    std::cout << "interrupted by " << signal_name(signal) << " after " << history.size()
+              << " complete epochs; the training state is saved in " << state_path.string() << "\n"
+              << "continue with: " << again << "\n";
+    return 128 + signal;
+  }
 
   std::cout << "\n" << history.tail(5) << "\n";
   std::cout << "stopped: " << history.stop_reason() << "\n";
@@ -187,6 +227,7 @@ int run_train(Invocation& inv) {
   files.emplace_back(history_path.string(), "history, " + std::to_string(history.size()) + " epochs");
   files.emplace_back(config_path.string(),
                      "settings of this run; 'torchfit train --config " + config_path.string() + "' repeats it");
+  files.emplace_back(state_path.string(), "full training state; 'torchfit train --resume' continues the run");
   size_t width = 0;
   for (const auto& f : files) width = std::max(width, f.first.size());
   std::cout << "files:\n";

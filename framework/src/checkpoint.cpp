@@ -6,6 +6,9 @@
 #include "torchfit/errors.hpp"
 #include "torchfit/io.hpp"
 #include "torchfit/loss.hpp"
+#include "envelope.hpp"
+
+#include <sstream>
 
 namespace torchfit {
 namespace fs = std::filesystem;
@@ -23,24 +26,17 @@ std::vector<std::pair<std::string, torch::Tensor>> named_state(const Net& net) {
   return out;
 }
 
-torch::serialize::InputArchive open_archive(const fs::path& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) {
-    throw CheckpointError("checkpoint '" + path.string() +
-                          "' does not exist; train a model first or give the right --ckpt-path");
-  }
-  if (fs::is_directory(path, ec)) {
-    throw CheckpointError("checkpoint '" + path.string() + "' is a folder, not a checkpoint file");
-  }
-  if (fs::file_size(path, ec) == 0) {
-    throw CheckpointError("checkpoint '" + path.string() + "' is empty; it is not a torchfit checkpoint");
-  }
+const envelope::Kind kWeightsKind{"TORCHFIT-WEIGHTS", "checkpoint",
+                                  "train a model first or give the right --ckpt-path"};
+
+torch::serialize::InputArchive open_archive(const fs::path& path, uint32_t& format) {
+  std::istringstream payload(envelope::unwrap(kWeightsKind, path, kCheckpointFormat, format));
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path.string(), torch::kCPU);
-  } catch (const c10::Error& e) {
-    throw CheckpointError("checkpoint '" + path.string() +
-                          "' cannot be read: it is damaged (truncated?) or not a torchfit checkpoint");
+    archive.load_from(payload, torch::kCPU);
+  } catch (const std::exception&) {
+    throw CheckpointError("checkpoint '" + path.string() + "' cannot be read: its checksum is right but LibTorch "
+                          "cannot load it (written by an incompatible LibTorch?)");
   }
   return archive;
 }
@@ -49,7 +45,7 @@ CheckpointInfo read_info(torch::serialize::InputArchive& archive, const fs::path
   CheckpointInfo info;
   c10::IValue v;
   if (!archive.try_read("torchfit_format", v) || !v.isInt()) {
-    throw CheckpointError("'" + path.string() + "' is a LibTorch archive but not a torchfit checkpoint");
+    throw CheckpointError("checkpoint '" + path.string() + "' holds a LibTorch archive that is not a torchfit checkpoint");
   }
   info.format = v.toInt();
   if (info.format > kCheckpointFormat) {
@@ -115,26 +111,59 @@ void save_snapshot(const WeightSnapshot& snapshot, const fs::path& path, const s
   }
   archive.write("log_keys", c10::IValue(keys));
   archive.write("log_values", c10::IValue(values));
-  atomic_replace(path, [&](const fs::path& tmp) {
-    try {
-      archive.save_to(tmp.string());
-    } catch (const c10::Error& e) {
-      throw CheckpointError("cannot write checkpoint '" + tmp.string() + "': " + e.what_without_backtrace());
-    }
-  });
+  std::ostringstream payload;
+  archive.save_to(payload);
+  atomic_write_bytes(path, envelope::wrap(kWeightsKind, static_cast<uint32_t>(kCheckpointFormat), payload.str()),
+                     "checkpoint");
 }
 
 void save_weights(const Net& net, const fs::path& path, const std::string& model, const Logs& logs) {
   save_snapshot(named_state(net), path, model.empty() ? net.name() : model, logs);
 }
 
+void assign_weights(Net& net, const std::map<std::string, torch::Tensor>& stored, const std::string& source) {
+  std::vector<std::string> problems;
+  auto state = named_state(net);
+  for (const auto& [name, tensor] : state) {
+    auto it = stored.find(name);
+    if (it == stored.end()) {
+      problems.push_back(name + " " + shape_string(tensor.sizes()) + " is missing from it");
+    } else if (it->second.sizes() != tensor.sizes()) {
+      problems.push_back(name + ": saved " + shape_string(it->second.sizes()) + ", model " +
+                         shape_string(tensor.sizes()));
+    }
+  }
+  for (const auto& [name, tensor] : stored) {
+    bool known = false;
+    for (const auto& s : state) {
+      known = known || s.first == name;
+    }
+    if (!known) {
+      problems.push_back(name + " " + shape_string(tensor.sizes()) + " is saved but not in the model");
+    }
+  }
+  if (!problems.empty()) {
+    std::string msg = source + " does not fit this net: ";
+    for (size_t i = 0; i < problems.size(); ++i) {
+      msg += (i ? "; " : "") + problems[i];
+    }
+    throw CheckpointError(msg);
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [name, tensor] : state) {
+    tensor.copy_(stored.at(name));
+  }
+}
+
 CheckpointInfo read_checkpoint_info(const fs::path& path) {
-  auto archive = open_archive(path);
+  uint32_t format = 0;
+  auto archive = open_archive(path, format);
   return read_info(archive, path);
 }
 
 CheckpointInfo load_weights(Net& net, const fs::path& path, const std::string& model_name) {
-  auto archive = open_archive(path);
+  uint32_t format = 0;
+  auto archive = open_archive(path, format);
   auto info = read_info(archive, path);
   const std::string& model = model_name.empty() ? net.name() : model_name;
   if (!model.empty() && !info.model.empty() && info.model != model) {
@@ -155,39 +184,8 @@ CheckpointInfo load_weights(Net& net, const fs::path& path, const std::string& m
     stored.emplace(names.get(i).toStringRef(), t);
   }
 
-  std::vector<std::string> problems;
-  auto state = named_state(net);
-  for (const auto& [name, tensor] : state) {
-    auto it = stored.find(name);
-    if (it == stored.end()) {
-      problems.push_back(name + " " + shape_string(tensor.sizes()) + " is missing from the checkpoint");
-    } else if (it->second.sizes() != tensor.sizes()) {
-      problems.push_back(name + ": checkpoint " + shape_string(it->second.sizes()) + ", model " +
-                         shape_string(tensor.sizes()));
-    }
-  }
-  for (const auto& [name, tensor] : stored) {
-    bool known = false;
-    for (const auto& s : state) {
-      known = known || s.first == name;
-    }
-    if (!known) {
-      problems.push_back(name + " " + shape_string(tensor.sizes()) + " is in the checkpoint but not in the model");
-    }
-  }
-  if (!problems.empty()) {
-    std::string msg = "checkpoint '" + path.string() + "'" +
-                      (info.model.empty() ? std::string() : " (model '" + info.model + "')") +
-                      " does not fit this net: ";
-    for (size_t i = 0; i < problems.size(); ++i) {
-      msg += (i ? "; " : "") + problems[i];
-    }
-    throw CheckpointError(msg);
-  }
-  torch::NoGradGuard no_grad;
-  for (auto& [name, tensor] : state) {
-    tensor.copy_(stored.at(name));
-  }
+  assign_weights(net, stored, "checkpoint '" + path.string() + "'" +
+                                (info.model.empty() ? std::string() : " (model '" + info.model + "')"));
   return info;
 }
 

@@ -61,6 +61,10 @@ CsvTable read_numeric_csv(const fs::path& path, std::optional<int64_t> columns) 
     throw DataError("cannot read '" + path.string() + "': " +
                     (fs::exists(path, ec) ? std::string(std::strerror(errno)) : std::string("no such file")));
   }
+  return read_numeric_csv(in, path.string(), columns);
+}
+
+CsvTable read_numeric_csv(std::istream& in, const std::string& origin, std::optional<int64_t> columns) {
   CsvTable table;
   std::vector<float> values;
   int64_t width = -1;
@@ -79,7 +83,7 @@ CsvTable read_numeric_csv(const fs::path& path, std::optional<int64_t> columns) 
       table.header = cells;  // the first line, with text in it: a header
       width = static_cast<int64_t>(cells.size());
       if (columns && width != *columns) {
-        throw DataError(path.string() + ":" + std::to_string(line_no) + ": the header has " + std::to_string(width) +
+        throw DataError(origin + ":" + std::to_string(line_no) + ": the header has " + std::to_string(width) +
                         " columns, but the model takes " + std::to_string(*columns) + " features");
       }
       continue;
@@ -88,25 +92,25 @@ CsvTable read_numeric_csv(const fs::path& path, std::optional<int64_t> columns) 
     if (width < 0) {
       width = n;
       if (columns && width != *columns) {
-        throw DataError(path.string() + ":" + std::to_string(line_no) + ": " + std::to_string(n) +
+        throw DataError(origin + ":" + std::to_string(line_no) + ": " + std::to_string(n) +
                         " columns, but the model takes " + std::to_string(*columns) + " features");
       }
     } else if (n != width) {
-      throw DataError(path.string() + ":" + std::to_string(line_no) + ": " + std::to_string(n) + " columns, expected " +
+      throw DataError(origin + ":" + std::to_string(line_no) + ": " + std::to_string(n) + " columns, expected " +
                       std::to_string(width) + " like the lines before");
     }
     if (bad != cells.size()) {
-      throw DataError(path.string() + ":" + std::to_string(line_no) + ":" + std::to_string(bad + 1) + ": '" +
+      throw DataError(origin + ":" + std::to_string(line_no) + ":" + std::to_string(bad + 1) + ": '" +
                       cells[bad] + "' is not a number");
     }
     values.insert(values.end(), row.begin(), row.end());
     ++rows;
   }
   if (in.bad()) {
-    throw DataError("cannot read '" + path.string() + "': " + std::strerror(errno));
+    throw DataError("cannot read '" + origin + "': " + std::strerror(errno));
   }
   if (rows == 0) {
-    throw DataError("'" + path.string() + "' has no data rows");
+    throw DataError("'" + origin + "' has no data rows");
   }
   table.values = torch::from_blob(values.data(), {rows, width}, torch::kFloat).clone();
   return table;

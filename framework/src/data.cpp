@@ -1,6 +1,8 @@
 // TensorDataset, random_split and DataLoader.
 #include "torchfit/data.hpp"
 
+#include <algorithm>
+
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -149,18 +151,23 @@ DataLoader::Epoch DataLoader::epoch(uint64_t epoch) const {
 DataLoader::Iterator DataLoader::Epoch::begin() const { return Iterator(this, 0); }
 DataLoader::Iterator DataLoader::Epoch::end() const { return Iterator(this, loader_->num_batches()); }
 
-Batch DataLoader::Iterator::operator*() const {
-  const DataLoader& loader = *epoch_->loader_;
-  const auto& ds = loader.dataset_;
-  const int64_t b = loader.options_.batch_size();
-  const int64_t start = index_ * b;
+DataLoader::Iterator DataLoader::Epoch::begin_at(int64_t batch) const {
+  return Iterator(this, std::clamp<int64_t>(batch, 0, loader_->num_batches()));
+}
+
+Batch DataLoader::Epoch::batch(int64_t index) const {
+  const auto& ds = loader_->dataset_;
+  const int64_t b = loader_->options_.batch_size();
+  const int64_t start = index * b;
   const int64_t len = std::min(b, ds.size() - start);
-  if (!epoch_->order_.defined()) {
+  if (!order_.defined()) {
     return {ds.features().narrow(0, start, len),
             ds.has_targets() ? ds.targets().narrow(0, start, len) : torch::Tensor()};
   }
-  auto idx = epoch_->order_.narrow(0, start, len);
+  auto idx = order_.narrow(0, start, len);
   return {ds.features().index_select(0, idx), ds.has_targets() ? ds.targets().index_select(0, idx) : torch::Tensor()};
 }
+
+Batch DataLoader::Iterator::operator*() const { return epoch_->batch(index_); }
 
 }  // namespace torchfit

@@ -4,7 +4,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -35,14 +38,45 @@ fs::path temporary_sibling(const fs::path& target) {
                                  std::to_string(rng() % 1000000));
 }
 
+// Fault injection for the crash tests: TORCHFIT_TEST_CRASH_IN_SAVE="<file name>:<n>" kills the
+// process (SIGKILL) during the n-th save of that file, after the temporary file is written
+// and before the rename: the moment a crash is most likely to corrupt a naive writer.
+void maybe_crash_in_save(const fs::path& target) {
+  static const char* spec = std::getenv("TORCHFIT_TEST_CRASH_IN_SAVE");
+  if (!spec) return;
+  static std::atomic<int> count{0};
+  const std::string s(spec);
+  const auto colon = s.rfind(':');
+  if (colon == std::string::npos || target.filename().string() != s.substr(0, colon)) return;
+  if (++count == std::atoi(s.c_str() + colon + 1)) ::kill(::getpid(), SIGKILL);
+}
+
+// Removes the temporary siblings of `target` that a killed process left behind: their
+// names carry the writer's process id, and that process no longer exists.
+void remove_stale_temporaries(const fs::path& parent, const fs::path& target) {
+  const std::string prefix = "." + target.filename().string() + ".tmp-";
+  std::error_code ec;
+  for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    if (pid > 0 && pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      std::error_code ignored;
+      fs::remove(it->path(), ignored);
+    }
+  }
+}
+
 }  // namespace
 
 void atomic_replace(const fs::path& target, const std::function<void(const fs::path& tmp)>& write) {
   const fs::path parent = target.parent_path().empty() ? fs::path(".") : target.parent_path();
   const fs::path tmp = temporary_sibling(parent / target.filename());
+  remove_stale_temporaries(parent, target);
   try {
     write(tmp);
     fsync_path(tmp, false);
+    maybe_crash_in_save(target);
     std::error_code ec;
     fs::rename(tmp, target, ec);
     if (ec) {
@@ -71,6 +105,22 @@ void atomic_write_text(const fs::path& target, const std::function<void(std::ost
     out.flush();
     if (!out) {
       throw CheckpointError("cannot write '" + tmp.string() + "': " + std::strerror(errno) + " (is the disk full?)");
+    }
+  });
+}
+
+void atomic_write_bytes(const fs::path& target, const std::string& bytes, const std::string& what) {
+  atomic_replace(target, [&](const fs::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) {
+      throw CheckpointError("cannot create '" + tmp.string() + "': " + std::strerror(errno) +
+                            " (does the folder exist, and may you write to it?)");
+    }
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) {
+      throw CheckpointError("cannot write " + what + " '" + target.string() + "': " + std::strerror(errno) +
+                            " (is the disk full?); the previous " + what + " is unchanged");
     }
   });
 }

@@ -7,6 +7,8 @@
 #include "torchfit/device.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/log.hpp"
+#include "torchfit/signals.hpp"
+#include "trainer_state.hpp"
 
 namespace torchfit {
 
@@ -204,36 +206,60 @@ void Trainer::optimizer_step(Context& ctx, const Callbacks& callbacks, const Fit
   }
 }
 
+void Trainer::check_stop_signal(Context& ctx) {
+  if (const int signal = stop_signal(); signal != 0 && interrupted_by_ == 0) {
+    interrupted_by_ = signal;
+    ctx.request_stop(std::string("interrupted by ") + signal_name(signal), StopWhen::Now);
+  }
+}
+
 void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callbacks& callbacks,
-                              const FitOptions& options) {
+                              const FitOptions& options, StateSaver& saver, Resume* resume) {
   ctx.stage = Stage::Train;
   ctx.num_batches = train.num_batches();
   net_.train();
   reset_accumulators();
+  int64_t first = 0;
+  if (resume) {
+    restore_accumulators(*resume);  // the sums of the batches trained before the interruption
+    first = resume->info.next_batch;
+  }
+  ctx.batch_index = first;
   TORCHFIT_DISPATCH(callbacks, ctx, on_train_epoch_begin);
 
   const int64_t accumulate = options.accumulate();
-  int64_t i = 0;
-  for (const Batch& batch : train.epoch(static_cast<uint64_t>(ctx.epoch - 1))) {
+  const int64_t every = options.state_every_steps();
+  const auto batches = train.epoch(static_cast<uint64_t>(ctx.epoch - 1));
+  for (int64_t i = first; i < ctx.num_batches; ++i) {
+    const Batch batch = batches.batch(i);
     ctx.batch_index = i;
     ctx.batch_size = batch.size();
     ctx.inputs = batch.inputs;
     ctx.targets = batch.targets;
+    ctx.skip_batch_ = false;
     TORCHFIT_DISPATCH(callbacks, ctx, on_train_batch_begin);
 
-    ctx.preds = net_.forward(ctx.inputs);
-    ctx.loss = loss_(ctx.preds, ctx.targets);
-    if (ctx.loss.dim() != 0) {
-      throw DataError("the loss must be one number per batch (a mean), but '" + loss_.name() +
-                      "' returned shape " + shape_string(ctx.loss.sizes()) + "; use reduction mean");
+    bool stepped = false;
+    if (!ctx.skip_batch_) {
+      ctx.preds = net_.forward(ctx.inputs);
+      ctx.loss = loss_(ctx.preds, ctx.targets);
+      if (ctx.loss.dim() != 0) {
+        throw DataError("the loss must be one number per batch (a mean), but '" + loss_.name() +
+                        "' returned shape " + shape_string(ctx.loss.sizes()) + "; use reduction mean");
+      }
+      TORCHFIT_DISPATCH(callbacks, ctx, on_before_backward);
     }
-    TORCHFIT_DISPATCH(callbacks, ctx, on_before_backward);
-    (accumulate > 1 ? ctx.loss / static_cast<double>(accumulate) : ctx.loss).backward();
-    TORCHFIT_DISPATCH(callbacks, ctx, on_after_backward);
-    if ((i + 1) % accumulate == 0 || i + 1 == ctx.num_batches) {
-      optimizer_step(ctx, callbacks, options);
+    if (!ctx.skip_batch_) {
+      (accumulate > 1 ? ctx.loss / static_cast<double>(accumulate) : ctx.loss).backward();
+      TORCHFIT_DISPATCH(callbacks, ctx, on_after_backward);
     }
-    {
+    if (ctx.skip_batch_) {
+      compat::zero_grad(*optimizer_);  // this batch's gradients, and the window's, are dropped
+    } else {
+      if ((i + 1) % accumulate == 0 || i + 1 == ctx.num_batches) {
+        optimizer_step(ctx, callbacks, options);
+        stepped = true;
+      }
       torch::NoGradGuard no_grad;
       const auto preds = ctx.preds.detach();
       loss_sum_.add_(ctx.loss.detach(), ctx.batch_size);
@@ -243,11 +269,20 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
       sample_count_ += ctx.batch_size;
     }
     TORCHFIT_DISPATCH(callbacks, ctx, on_train_batch_end);
-    ++i;
+    check_stop_signal(ctx);
     if (ctx.stop_now()) {
+      if (saver.enabled()) {
+        const bool interrupted = interrupted_by_ != 0;
+        saver.save(serialize_state(ctx, callbacks, options, train, {ctx.epoch, i + 1, false}, ctx.logs, true,
+                                   !interrupted));
+      }
       break;
     }
+    if (stepped && every > 0 && ctx.global_step % every == 0 && saver.enabled()) {
+      saver.save(serialize_state(ctx, callbacks, options, train, {ctx.epoch, i + 1, false}, ctx.logs, true, false));
+    }
   }
+  ctx.skip_batch_ = false;
   ctx.inputs = ctx.targets = ctx.preds = ctx.loss = torch::Tensor();
   if (ctx.stop_now()) {
     return;
@@ -278,6 +313,9 @@ void Trainer::run_validation(Context& ctx, const DataLoader& data, const Callbac
     }
     sample_count_ += ctx.batch_size;
     TORCHFIT_DISPATCH(callbacks, ctx, on_validation_batch_end);
+    if (ctx.stage == Stage::Validate && ctx.epoch > 0) {
+      check_stop_signal(ctx);  // inside fit only: evaluate() runs to the end
+    }
     if (ctx.stop_now()) {
       break;
     }
@@ -301,6 +339,10 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
   if (options.clip_grad_norm() < 0) {
     throw ConfigError("the gradient clipping norm must be positive (or 0 for none), got " +
                       std::to_string(options.clip_grad_norm()));
+  }
+  if (options.state_every_steps() < 0) {
+    throw ConfigError("state_every_steps must be 0 (epoch ends only) or positive, got " +
+                      std::to_string(options.state_every_steps()));
   }
   if (train_in.dataset().empty()) {
     throw DataError("the training data is empty");
@@ -326,29 +368,65 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
   }
   const DataLoader train = train_in.to(device_);
   const DataLoader val = has_val ? val_in.to(device_) : DataLoader();
+  // Read and check the state file before anything changes: a bad one leaves the trainer as it was.
+  std::unique_ptr<Resume> resume = options.resume_from().empty() ? nullptr : open_state(options, callbacks, train);
 
   history_.clear();
   history_.set_stop_reason("");
+  interrupted_by_ = 0;
   Context ctx(*this);
   ctx.epochs = options.epochs();
+  StateSaver saver(options.state_path());
   logger("trainer")->info("<<<<<< {} is used >>>>>>", device_.is_cuda() ? "cuda" : device_.str());
 
   guarded(callbacks, ctx, [&] {
     compat::zero_grad(*optimizer_);
+    int64_t first_epoch = 1;
+    if (resume) {
+      restore_state(*resume, ctx);
+      first_epoch = resume->info.next_epoch;
+    }
     TORCHFIT_DISPATCH(callbacks, ctx, on_fit_begin);
-    for (int64_t epoch = 1; epoch <= options.epochs() && !ctx.stop_requested(); ++epoch) {
+    if (resume) {
+      restore_callbacks(*resume, callbacks);
+      if (resume->info.stopped || first_epoch > options.epochs()) {
+        // Nothing left to train: the run stopped early, or already reached this epoch limit.
+        const std::string reason = resume->info.stopped ? resume->info.stop_reason
+                                                        : "completed " + std::to_string(first_epoch - 1) + " epochs";
+        logger("trainer")->info("the run in {} already ended ({}); nothing to train", options.resume_from().string(),
+                                reason);
+        history_.set_stop_reason(reason);
+        TORCHFIT_DISPATCH(callbacks, ctx, on_fit_end);
+        return;
+      }
+    }
+    for (int64_t epoch = first_epoch; epoch <= options.epochs() && !ctx.stop_requested(); ++epoch) {
       const auto start = std::chrono::steady_clock::now();
       ctx.epoch = epoch;
-      ctx.logs.clear();
-      ctx.logs.set("epoch", static_cast<double>(epoch));
+      // A resume inside this epoch: ctx.logs already holds what the epoch logged so far.
+      Resume* continuing = resume && epoch == first_epoch && (resume->info.next_batch > 0 || resume->info.validating)
+                               ? resume.get()
+                               : nullptr;
+      if (!continuing) {
+        ctx.logs.clear();
+        ctx.logs.set("epoch", static_cast<double>(epoch));
+      }
       TORCHFIT_DISPATCH(callbacks, ctx, on_epoch_begin);
-      run_train_epoch(ctx, train, callbacks, options);
-      if (ctx.stop_now()) {
-        break;  // the epoch is incomplete: no row for it
+      if (!(continuing && continuing->info.validating)) {
+        run_train_epoch(ctx, train, callbacks, options, saver, continuing);
+        if (ctx.stop_now()) {
+          break;  // the epoch is incomplete: no row for it (its state is saved)
+        }
       }
       if (has_val) {
+        const Logs train_logs = ctx.logs;
         run_validation(ctx, val, callbacks, "val_");
         if (ctx.stop_now()) {
+          if (saver.enabled()) {
+            // Training of this epoch is done: a resume runs its validation again.
+            saver.save(serialize_state(ctx, callbacks, options, train, {epoch, ctx.num_batches, true}, train_logs,
+                                       false, interrupted_by_ == 0));
+          }
           break;
         }
       }
@@ -359,10 +437,16 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
       }
       TORCHFIT_DISPATCH(callbacks, ctx, on_epoch_end);
       history_.append(ctx.logs);
+      const bool stopped = ctx.stop_requested();
+      check_stop_signal(ctx);
+      if (saver.enabled()) {
+        saver.save(serialize_state(ctx, callbacks, options, train, {epoch + 1, 0, false}, ctx.logs, false, stopped));
+      }
     }
     ctx.stage = Stage::Fit;
     history_.set_stop_reason(ctx.stop_requested() ? ctx.stop_reason()
                                                   : "completed " + std::to_string(options.epochs()) + " epochs");
+    saver.wait();  // the last state is on disk (or its error raised) before the fit ends
     TORCHFIT_DISPATCH(callbacks, ctx, on_fit_end);
   });
   return history_;

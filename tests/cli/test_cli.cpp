@@ -5,40 +5,16 @@
 #include <cstdlib>
 #include <set>
 
-#include "../support.hpp"
+#include "run.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int rc = -1;
-  std::string out, err;
-};
-
-// Runs `torchfit <args>` in `dir` with stdout and stderr captured (neither is a terminal).
-Result run_torchfit(const std::string& args, const fs::path& dir) {
-  const auto out = dir / ".stdout", err = dir / ".stderr";
-  const std::string cmd = "cd '" + dir.string() + "' && '" TORCHFIT_BINARY "' " + args + " >'" + out.string() +
-                          "' 2>'" + err.string() + "' </dev/null";
-  const int status = std::system(cmd.c_str());
-  Result r{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), test::read_file(out), test::read_file(err)};
-  fs::remove(out);
-  fs::remove(err);
-  BOOST_TEST_MESSAGE("torchfit " << args << " -> " << r.rc << "\n" << r.err);
-  return r;
-}
-
-bool has(const std::string& text, const std::string& part) {
-  BOOST_TEST_INFO("looking for: " << part << "\nin: " << text);
-  return text.find(part) != std::string::npos;
-}
-
-std::set<std::string> files_in(const fs::path& dir) {
-  std::set<std::string> names;
-  for (const auto& f : fs::directory_iterator(dir)) names.insert(f.path().filename().string());
-  return names;
-}
+using test::files_in;
+using test::has;
+using test::Result;
+using test::run_torchfit;
 
 double json_value(const std::string& json, const std::string& key) {
   const auto pos = json.find("\"" + key + "\": ");
@@ -95,7 +71,7 @@ BOOST_AUTO_TEST_CASE(main_job_ring_classifier) {
   BOOST_TEST(has(r.err, "<<<<<< reach best val_acc : "));
   BOOST_TEST(has(r.out, "best val_acc: "));
   BOOST_TEST(has(r.out, "checkpoint.ini"));
-  BOOST_TEST((files_in(dir.path) == std::set<std::string>{"checkpoint", "checkpoint.ini", "history.csv"}));
+  BOOST_TEST((files_in(dir.path) == std::set<std::string>{"checkpoint", "checkpoint.ini", "checkpoint.state", "history.csv"}));
   const auto csv = test::read_file(dir / "history.csv");
   BOOST_TEST(csv.substr(0, csv.find('\n')) == "epoch,train_loss,train_acc,lr,val_loss,val_acc,time");
   auto e = run_torchfit("evaluate --json", dir.path);  // model and seed come from checkpoint.ini
@@ -240,7 +216,7 @@ BOOST_AUTO_TEST_CASE(bad_checkpoints_and_inputs_exit_1_with_the_reason) {
   };
   const std::vector<Case> cases = {
       {"evaluate --model dnn_binary --ckpt-path missing", "checkpoint 'missing' does not exist"},
-      {"evaluate --model dnn_binary --ckpt-path truncated", "damaged (truncated?)"},
+      {"evaluate --model dnn_binary --ckpt-path truncated", "is damaged: truncated"},
       {"evaluate --model dnn_binary --ckpt-path noise", "cannot be read"},
       {"evaluate --model dnn_binary --ckpt-path empty", "is empty"},
       {"evaluate --model dnn_binary --ckpt-path linear", "written for model 'linear_regression', not 'dnn_binary'"},

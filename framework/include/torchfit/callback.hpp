@@ -38,9 +38,14 @@ class TORCHFIT_EXPORT Context {
   int64_t epoch = 0;        ///< current epoch (1-based); 0 outside fit
   int64_t epochs = 0;       ///< last epoch of this fit
   int64_t global_step = 0;  ///< optimizer steps taken so far in this fit
-  int64_t batch_index = 0;  ///< 0-based batch in the current loop
+  int64_t batch_index = 0;  ///< 0-based batch in the current loop (in on_train_epoch_begin: the first to train)
   int64_t batch_size = 0;   ///< samples in the current batch
   int64_t num_batches = 0;  ///< batches in the current loop
+  /// True when this fit continues a run saved in a state file (FitOptions::resume_from).
+  /// On a resume on_fit_begin runs first, then every callback's load_state_dict; an epoch
+  /// that was cut short starts again at on_epoch_begin, its first batch being the first not
+  /// yet trained.
+  bool resumed = false;
 
   /// The epoch's logs so far: train_loss, train_<m>, then lr (from lr_monitor), val_loss, val_<m>.
   /// Callbacks may add values; they become history columns.
@@ -70,6 +75,13 @@ class TORCHFIT_EXPORT Context {
   /// Asks the trainer to stop: at the end of this epoch, or right after this batch.
   void request_stop(std::string reason, StopWhen when = StopWhen::EpochEnd);
   bool stop_requested() const { return stop_requested_; }
+
+  /// Discards the current training batch: no forward/backward from then on, no optimizer
+  /// step (the gradients gathered since the last step are dropped), and the batch counts in
+  /// neither the loss nor the metrics. Call it from on_train_batch_begin, on_before_backward
+  /// or on_after_backward (nan_guard's skip_batch policy does).
+  void skip_batch() { skip_batch_ = true; }
+  bool batch_skipped() const { return skip_batch_; }
   bool stop_now() const { return stop_requested_ && stop_when_ == StopWhen::Now; }
   const std::string& stop_reason() const { return stop_reason_; }
 
@@ -77,6 +89,7 @@ class TORCHFIT_EXPORT Context {
   friend class Trainer;
   Trainer* trainer_;
   bool stop_requested_ = false;
+  bool skip_batch_ = false;
   StopWhen stop_when_ = StopWhen::EpochEnd;
   std::string stop_reason_;
 };
@@ -125,7 +138,9 @@ class TORCHFIT_EXPORT Callback {
   /// Runs when a hook, the loss or the net throws; the error propagates afterwards.
   virtual void on_exception(Context& ctx, const std::exception& error) {}
 
-  /// Saves this callback's state (best value, wait count, ...) so it survives a resume.
+  /// Saves this callback's state (best value, wait count, ...) so it survives a resume. The
+  /// trainer calls it whenever it saves its state file: finish any file writes still in
+  /// flight first, so the state never refers to a file that is not complete on disk.
   virtual void state_dict(torch::serialize::OutputArchive& archive) const {}
   virtual void load_state_dict(torch::serialize::InputArchive& archive) {}
 

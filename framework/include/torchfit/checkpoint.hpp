@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "torchfit/export.hpp"
@@ -13,7 +14,7 @@
 namespace torchfit {
 
 /// The version of the checkpoint format this torchfit writes; it reads this one and older.
-inline constexpr int64_t kCheckpointFormat = 1;
+inline constexpr int64_t kCheckpointFormat = 2;  // 2: in a checksummed envelope
 
 /// What a checkpoint says about itself.
 struct CheckpointInfo {
@@ -45,6 +46,11 @@ TORCHFIT_EXPORT void save_weights(const Net& net, const std::filesystem::path& p
 /// or when its parameters do not fit the net (each mismatch named with both shapes).
 TORCHFIT_EXPORT CheckpointInfo load_weights(Net& net, const std::filesystem::path& path,
                                             const std::string& model = "");
+/// Copies `stored` (name -> tensor) into the net's parameters and buffers. Throws
+/// CheckpointError naming every missing, extra or differently shaped tensor, with `source`
+/// ("checkpoint 'x.pt'") in front, before anything is copied.
+TORCHFIT_EXPORT void assign_weights(Net& net, const std::map<std::string, torch::Tensor>& stored,
+                                    const std::string& source);
 /// Reads only what a checkpoint says about itself.
 TORCHFIT_EXPORT CheckpointInfo read_checkpoint_info(const std::filesystem::path& path);
 

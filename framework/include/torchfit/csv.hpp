@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <istream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +24,9 @@ struct CsvTable {
 /// with file, line and column for a cell that is not a number, a row of the wrong width
 /// (`columns`, when given, is the width required), or a file without data rows.
 TORCHFIT_EXPORT CsvTable read_numeric_csv(const std::filesystem::path& path,
+                                          std::optional<int64_t> columns = std::nullopt);
+/// The same from a stream; `origin` stands for the file name in messages.
+TORCHFIT_EXPORT CsvTable read_numeric_csv(std::istream& in, const std::string& origin,
                                           std::optional<int64_t> columns = std::nullopt);
 
 /// Writes `header` and the rows of `values` ([rows, header.size()]) atomically.

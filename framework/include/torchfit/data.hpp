@@ -77,6 +77,10 @@ class TORCHFIT_EXPORT DataLoader {
    public:
     Iterator begin() const;
     Iterator end() const;
+    /// From batch `batch` on (a resumed epoch skips the batches already trained).
+    Iterator begin_at(int64_t batch) const;
+    /// Batch `index` (0-based) of this epoch.
+    Batch batch(int64_t index) const;
 
    private:
     friend class DataLoader;
@@ -87,6 +91,7 @@ class TORCHFIT_EXPORT DataLoader {
   class Iterator {
    public:
     Batch operator*() const;
+    int64_t index() const { return index_; }
     Iterator& operator++() {
       ++index_;
       return *this;

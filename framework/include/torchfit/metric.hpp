@@ -27,6 +27,12 @@ class TORCHFIT_EXPORT Metric {
   virtual void reset() = 0;
   /// Whether a larger value is better; `mode=auto` in early stopping and checkpoints uses it.
   virtual bool higher_is_better() const = 0;
+
+  /// Saves the running sums, so a run resumed in the middle of an epoch reports the same
+  /// value as one never interrupted. Return false (the default) when the metric cannot:
+  /// the trainer then warns that train_<name> of a resumed epoch covers only its rest.
+  virtual bool state_dict(torch::serialize::OutputArchive& archive) const { return false; }
+  virtual void load_state_dict(torch::serialize::InputArchive& archive) {}
 };
 
 /// Named metrics in the order they appear in the history.

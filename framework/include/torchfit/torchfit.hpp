@@ -19,6 +19,8 @@
 #include "torchfit/plugin.hpp"
 #include "torchfit/registry.hpp"
 #include "torchfit/scheduler.hpp"
+#include "torchfit/signals.hpp"
+#include "torchfit/state.hpp"
 #include "torchfit/summary.hpp"
 #include "torchfit/trainer.hpp"
 #include "torchfit/version.hpp"

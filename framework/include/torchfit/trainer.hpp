@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -36,6 +37,19 @@ struct TORCHFIT_EXPORT FitOptions {
   TORCH_ARG(Callbacks, callbacks) = {};
   /// Seeds every generator (seed_everything) before training, for a repeatable run.
   TORCH_ARG(std::optional<uint64_t>, seed) = std::nullopt;
+
+  /// Where to save the full training state (see state.hpp): at the end of every epoch, every
+  /// `state_every_steps` optimizer steps, when a stop signal arrives and when the fit ends.
+  /// Each save is atomic and runs in the background. Empty: never saved.
+  TORCH_ARG(std::filesystem::path, state_path) = {};
+  /// Also save the state every this many optimizer steps (0: at epoch ends only).
+  TORCH_ARG(int64_t, state_every_steps) = 0;
+  /// Continue the run saved in this state file: the same history rows and the same final
+  /// weights as a run never interrupted (bit for bit on CPU), given the same net, data,
+  /// optimizer, callbacks and options. Empty: start from scratch.
+  TORCH_ARG(std::filesystem::path, resume_from) = {};
+  /// Free text kept in the state file (the runner's resolved settings), for read_state_info.
+  TORCH_ARG(std::string, run_config) = "";
 };
 
 class TORCHFIT_EXPORT Trainer {
@@ -69,20 +83,41 @@ class TORCHFIT_EXPORT Trainer {
   void to(torch::Device device);
   /// The history of the last fit.
   const History& history() const { return history_; }
+  /// The signal (SIGINT, SIGTERM) that stopped the last fit, or 0. See signals.hpp.
+  int interrupted_by() const { return interrupted_by_; }
   /// Whether a larger value of a logged key (val_acc, train_loss, ...) is better, from the
   /// metric behind it; nothing for keys the trainer does not know.
   std::optional<bool> higher_is_better(const std::string& key) const;
 
  private:
   friend class Context;
-  struct Accumulator;
+  struct Resume;
+  class StateSaver;
+  /// Where a resume continues.
+  struct Position {
+    int64_t next_epoch;
+    int64_t next_batch;
+    bool validating;
+  };
 
-  void run_train_epoch(Context& ctx, const DataLoader& train, const Callbacks& callbacks, const FitOptions& options);
+  void run_train_epoch(Context& ctx, const DataLoader& train, const Callbacks& callbacks, const FitOptions& options,
+                       StateSaver& saver, Resume* resume);
   void run_validation(Context& ctx, const DataLoader& data, const Callbacks& callbacks, const char* prefix);
   void optimizer_step(Context& ctx, const Callbacks& callbacks, const FitOptions& options);
   void reset_accumulators();
   void write_epoch_logs(Logs& logs, const char* prefix);
   Logs running_logs() const;
+  void check_stop_signal(Context& ctx);
+
+  // State files (state.cpp).
+  std::string serialize_state(const Context& ctx, const Callbacks& callbacks, const FitOptions& options,
+                              const DataLoader& train, Position position, const Logs& logs, bool with_accumulators,
+                              bool stopped);
+  std::unique_ptr<Resume> open_state(const FitOptions& options, const Callbacks& callbacks,
+                                     const DataLoader& train) const;
+  void restore_state(Resume& resume, Context& ctx);
+  void restore_callbacks(Resume& resume, const Callbacks& callbacks);
+  void restore_accumulators(Resume& resume);
 
   Net net_;
   Loss loss_;
@@ -95,6 +130,8 @@ class TORCHFIT_EXPORT Trainer {
   // Running sums of the current loop, kept on the device: no host sync per batch.
   torch::Tensor loss_sum_;
   int64_t sample_count_ = 0;
+  int interrupted_by_ = 0;
+  bool warned_metric_state_ = false;
 };
 
 }  // namespace torchfit

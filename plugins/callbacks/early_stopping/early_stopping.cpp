@@ -29,6 +29,7 @@ class EarlyStopping final : public torchfit::Callback {
   explicit EarlyStopping(Settings s) : s_(std::move(s)), monitor_(s_.monitor, s_.mode, s_.min_delta) {}
 
   void on_fit_begin(torchfit::Context& ctx) override {
+    has_best_ = false;
     wait_ = 0;
     best_epoch_ = 0;
     stopped_epoch_ = 0;
@@ -40,8 +41,8 @@ class EarlyStopping final : public torchfit::Callback {
     const double current = monitor_.current(ctx);  // throws, listing the logged keys, when missing
     if (!resolved_) {
       monitor_.higher_is_better(ctx);  // mode auto: ask the metric which way is better
-      best_ = monitor_.worst();
-      resolved_ = true;
+      if (!has_best_) best_ = monitor_.worst();
+      resolved_ = has_best_ = true;
     }
     if (ctx.epoch <= s_.start_from_epoch) {
       return;
@@ -83,6 +84,13 @@ class EarlyStopping final : public torchfit::Callback {
     archive.write("best", c10::IValue(best_));
     archive.write("best_epoch", c10::IValue(best_epoch_));
     archive.write("stopped_epoch", c10::IValue(stopped_epoch_));
+    archive.write("has_best", c10::IValue(has_best_));
+    c10::List<std::string> names;
+    for (size_t i = 0; i < best_weights_.size(); ++i) {
+      names.push_back(best_weights_[i].first);
+      archive.write("w" + std::to_string(i), best_weights_[i].second);
+    }
+    archive.write("best_weight_names", c10::IValue(names));
   }
   void load_state_dict(torch::serialize::InputArchive& archive) override {
     c10::IValue v;
@@ -90,6 +98,16 @@ class EarlyStopping final : public torchfit::Callback {
     if (archive.try_read("best", v)) best_ = v.toDouble();
     if (archive.try_read("best_epoch", v)) best_epoch_ = v.toInt();
     if (archive.try_read("stopped_epoch", v)) stopped_epoch_ = v.toInt();
+    if (archive.try_read("has_best", v)) has_best_ = v.toBool();
+    best_weights_.clear();
+    if (archive.try_read("best_weight_names", v)) {
+      const auto names = v.toList();
+      for (size_t i = 0; i < names.size(); ++i) {
+        torch::Tensor t;
+        archive.read("w" + std::to_string(i), t);
+        best_weights_.emplace_back(names.get(i).toStringRef(), t);
+      }
+    }
   }
 
  private:
@@ -98,6 +116,7 @@ class EarlyStopping final : public torchfit::Callback {
   int64_t wait_ = 0;
   int64_t best_epoch_ = 0;
   int64_t stopped_epoch_ = 0;
+  bool has_best_ = false;  ///< best_ holds a value seen (not the initial worst), also after a resume
   double best_ = 0;
   bool resolved_ = false;
   std::vector<std::pair<std::string, torch::Tensor>> best_weights_;

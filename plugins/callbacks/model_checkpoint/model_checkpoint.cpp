@@ -51,6 +51,8 @@ class ModelCheckpoint final : public torchfit::Callback {
   void on_fit_begin(torchfit::Context& ctx) override {
     torchfit::check_writable_parent(s_.path, "checkpoint path");
     resolved_ = false;
+    has_best_ = false;
+    best_epochs_.clear();
   }
 
   void on_fit_end(torchfit::Context& ctx) override { finish(); }
@@ -102,7 +104,8 @@ class ModelCheckpoint final : public torchfit::Callback {
     const double current = monitor_.current(ctx);  // throws, listing the logged keys, when missing
     if (!resolved_) {
       monitor_.higher_is_better(ctx);
-      if (best_epochs_.empty()) best_ = monitor_.worst();
+      if (!has_best_) best_ = monitor_.worst();
+      has_best_ = true;
       resolved_ = true;
     }
     const bool improved = monitor_.improves(current, best_);
@@ -122,6 +125,9 @@ class ModelCheckpoint final : public torchfit::Callback {
  public:
 
   void state_dict(torch::serialize::OutputArchive& archive) const override {
+    // The files of the epochs already done must be on disk before the state says they are.
+    const_cast<ModelCheckpoint*>(this)->finish();
+    archive.write("has_best", c10::IValue(has_best_));
     archive.write("best", c10::IValue(best_));
     archive.write("best_epoch", c10::IValue(best_epoch_));
     c10::List<int64_t> epochs;
@@ -135,6 +141,7 @@ class ModelCheckpoint final : public torchfit::Callback {
   }
   void load_state_dict(torch::serialize::InputArchive& archive) override {
     c10::IValue v, e;
+    if (archive.try_read("has_best", v)) has_best_ = v.toBool();
     if (archive.try_read("best", v)) best_ = v.toDouble();
     if (archive.try_read("best_epoch", v)) best_epoch_ = v.toInt();
     if (archive.try_read("top_values", v) && archive.try_read("top_epochs", e)) {
@@ -175,6 +182,7 @@ class ModelCheckpoint final : public torchfit::Callback {
   Settings s_;
   torchfit::Monitor monitor_;
   bool resolved_ = false;
+  bool has_best_ = false;  // best_ holds a value seen (also after a resume), not the initial worst
   double best_ = 0;
   int64_t best_epoch_ = 0;
   std::vector<std::pair<double, int64_t>> best_epochs_;  // (value, epoch), best first

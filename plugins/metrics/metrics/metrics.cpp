@@ -50,8 +50,38 @@ class Batched : public torchfit::Metric {
     count_ = 0;
     clear();
   }
+  // The batches not yet reduced are saved as they are: a resumed epoch reduces exactly the
+  // same groups as one never interrupted, so even float sums come out bit for bit the same.
+  bool state_dict(torch::serialize::OutputArchive& archive) const final {
+    archive.write("count", c10::IValue(count_));
+    archive.write("pending", c10::IValue(static_cast<int64_t>(preds_.size())));
+    for (size_t i = 0; i < preds_.size(); ++i) {
+      archive.write("p" + std::to_string(i), preds_[i]);
+      archive.write("t" + std::to_string(i), targets_[i]);
+    }
+    save(archive);
+    return true;
+  }
+  void load_state_dict(torch::serialize::InputArchive& archive) final {
+    reset();
+    c10::IValue v;
+    archive.read("count", v);
+    count_ = v.toInt();
+    archive.read("pending", v);
+    for (int64_t i = 0; i < v.toInt(); ++i) {
+      Tensor p, t;
+      archive.read("p" + std::to_string(i), p);
+      archive.read("t" + std::to_string(i), t);
+      pending_values_ += p.numel() + t.numel();
+      preds_.push_back(std::move(p));
+      targets_.push_back(std::move(t));
+    }
+    load(archive);
+  }
 
  protected:
+  virtual void save(torch::serialize::OutputArchive& archive) const {}
+  virtual void load(torch::serialize::InputArchive& archive) {}
   virtual void check(const Tensor& preds, const Tensor& targets) const = 0;
   /// Adds the pending batches, concatenated.
   virtual void accumulate(const Tensor& preds, const Tensor& targets) = 0;
@@ -88,6 +118,13 @@ class Sums : public Batched {
     return std::vector<double>(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
   }
   void clear() override { sums_ = Tensor(); }
+  void save(torch::serialize::OutputArchive& archive) const override {
+    if (sums_.defined()) archive.write("sums", sums_);
+  }
+  void load(torch::serialize::InputArchive& archive) override {
+    Tensor sums;
+    if (archive.try_read("sums", sums)) sums_ = sums;
+  }
 
  private:
   Tensor sums_;
@@ -251,6 +288,21 @@ class Auc final : public torchfit::Metric {
     labels_.clear();
   }
   bool higher_is_better() const override { return true; }
+  bool state_dict(torch::serialize::OutputArchive& archive) const override {
+    if (!scores_.empty()) {
+      archive.write("scores", torch::cat(scores_));
+      archive.write("labels", torch::cat(labels_));
+    }
+    return true;
+  }
+  void load_state_dict(torch::serialize::InputArchive& archive) override {
+    reset();
+    Tensor scores, labels;
+    if (archive.try_read("scores", scores) && archive.try_read("labels", labels)) {
+      scores_.push_back(scores);
+      labels_.push_back(labels);
+    }
+  }
 
  private:
   std::vector<Tensor> scores_, labels_;

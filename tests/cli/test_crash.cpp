@@ -1,0 +1,234 @@
+// Crashes and signals on a real `torchfit train` process: SIGKILL at chosen points and at
+// random instants, SIGINT / SIGTERM, a full disk, bad resumes. A resumed run must give the
+// same history rows and the same weights, bit for bit, as the run never interrupted.
+#define BOOST_TEST_MODULE crash
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "run.hpp"
+
+namespace tf = torchfit;
+namespace fs = std::filesystem;
+using test::has;
+using test::run_torchfit;
+
+namespace {
+
+// 600 samples, 6 epochs of 5 batches (batch 100 on the 420-sample training split), a state
+// every 3 steps, the best and the last weights written.
+std::string run_args(int epochs) {
+  return "train --model dnn_binary --dnn_binary.per-ring 300 --epochs " + std::to_string(epochs) +
+         " --patience 100 --metrics acc,auc --callbacks early_stopping,model_checkpoint,lr_monitor,kill_switch"
+         " --model_checkpoint.save-last true --state-every-steps 3 -q --plugin-dir '" TORCHFIT_TEST_PLUGIN_DIR "'";
+}
+const std::string kRun = run_args(6);
+const std::string kResume = "train --resume -q";
+
+// history.csv without its time column.
+std::string rows_without_time(const fs::path& csv) {
+  std::istringstream in(test::read_file(csv));
+  std::string line, out;
+  int time_column = -1;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::stringstream s(line);
+    for (std::string c; std::getline(s, c, ',');) cells.push_back(c);
+    if (time_column < 0) {
+      for (size_t i = 0; i < cells.size(); ++i) {
+        if (cells[i] == "time") time_column = static_cast<int>(i);
+      }
+    }
+    for (size_t i = 0; i < cells.size(); ++i) {
+      if (static_cast<int>(i) != time_column) out += cells[i] + ",";
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+tf::WeightSnapshot weights(const fs::path& file) {
+  auto& reg = test::registry();
+  auto net = reg.make_model("dnn_binary", reg.parse_options(reg.find("dnn_binary", tf::PluginKind::Model), {}))
+                 ->make_net();
+  tf::load_weights(net, file);
+  return tf::snapshot_weights(net);
+}
+
+void check_same_result(const fs::path& dir, const fs::path& reference) {
+  BOOST_TEST(rows_without_time(dir / "history.csv") == rows_without_time(reference / "history.csv"));
+  for (const char* file : {"checkpoint", "checkpoint.last"}) {
+    const auto a = weights(dir / file), b = weights(reference / file);
+    BOOST_REQUIRE_EQUAL(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      BOOST_TEST_INFO(file << ": " << a[i].first);
+      BOOST_TEST(torch::equal(a[i].second, b[i].second));
+    }
+  }
+  // No temporary file survives a finished run.
+  for (const auto& name : test::files_in(dir)) BOOST_TEST(name.find(".tmp-") == std::string::npos, name);
+}
+
+// The run never interrupted, once per executable.
+const fs::path& reference() {
+  static test::TempDir dir;
+  static bool done = [] {
+    const auto r = run_torchfit(kRun, dir.path);
+    BOOST_REQUIRE_EQUAL(r.rc, 0);
+    return true;
+  }();
+  (void)done;
+  return dir.path;
+}
+
+// Killed with SIGKILL at `where` (kill_switch syntax), then resumed until it completes.
+void kill_and_resume(const std::string& env) {
+  const auto& ref = reference();
+  test::TempDir dir;
+  const auto killed = run_torchfit(kRun, dir.path, env);
+  BOOST_REQUIRE_EQUAL(killed.rc, 128 + SIGKILL);
+  const auto resumed = run_torchfit(kResume, dir.path);
+  BOOST_REQUIRE_EQUAL(resumed.rc, 0);
+  check_same_result(dir.path, ref);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(sigkill)
+
+BOOST_AUTO_TEST_CASE(in_the_middle_of_an_epoch) { kill_and_resume("TORCHFIT_TEST_KILL=train_batch:2:3"); }
+BOOST_AUTO_TEST_CASE(at_an_epoch_boundary) { kill_and_resume("TORCHFIT_TEST_KILL=epoch_begin:4"); }
+BOOST_AUTO_TEST_CASE(during_validation) { kill_and_resume("TORCHFIT_TEST_KILL=validation_batch:3:0"); }
+BOOST_AUTO_TEST_CASE(during_a_state_save) {
+  // The 5th state save is killed after its temporary file is written, before the rename.
+  kill_and_resume("TORCHFIT_TEST_CRASH_IN_SAVE=checkpoint.state:5");
+}
+BOOST_AUTO_TEST_CASE(during_a_checkpoint_save) {
+  kill_and_resume("TORCHFIT_TEST_CRASH_IN_SAVE=checkpoint.last:3");
+}
+
+BOOST_AUTO_TEST_CASE(at_random_instants) {
+  // Killed from outside after a random delay, again and again, until a run completes.
+  const auto& ref = reference();
+  test::TempDir dir;
+  std::mt19937 rng(std::random_device{}());
+  bool started = false;
+  int kills = 0;
+  for (int attempt = 0; attempt < 12; ++attempt) {
+    const std::string args = started && fs::exists(dir / "checkpoint.state") ? kResume : kRun;
+    started = true;
+    const pid_t pid = test::start_torchfit(args, dir.path);
+    const int delay_ms = 500 + static_cast<int>(rng() % 1500);
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    ::kill(pid, SIGKILL);
+    const auto r = test::finish(pid, dir.path);
+    BOOST_TEST_MESSAGE("attempt " << attempt << ": killed after " << delay_ms << " ms -> " << r.rc);
+    if (r.rc == 0) break;
+    BOOST_REQUIRE_EQUAL(r.rc, 128 + SIGKILL);
+    ++kills;
+  }
+  // Finish whatever is left without killing it.
+  const auto last = run_torchfit(fs::exists(dir / "checkpoint.state") ? kResume : kRun, dir.path);
+  BOOST_REQUIRE(last.rc == 0);
+  BOOST_TEST_MESSAGE(kills << " kills");
+  check_same_result(dir.path, ref);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(signals)
+
+BOOST_AUTO_TEST_CASE(sigint_saves_the_state_and_exits_130) {
+  const auto& ref = reference();
+  test::TempDir dir;
+  const auto r = run_torchfit(kRun, dir.path, "TORCHFIT_TEST_KILL=train_batch:3:1 TORCHFIT_TEST_KILL_SIGNAL=2");
+  BOOST_TEST(r.rc == 130);
+  BOOST_TEST(has(r.out, "interrupted by SIGINT after 2 complete epochs"));
+  BOOST_TEST(has(r.out, "continue with: torchfit train --resume"));
+  const auto info = tf::read_state_info(dir / "checkpoint.state");
+  BOOST_TEST(info.next_epoch == 3);
+  BOOST_TEST(info.next_batch == 2);
+  BOOST_TEST(!info.finished);
+  const auto resumed = run_torchfit(kResume, dir.path);
+  BOOST_REQUIRE_EQUAL(resumed.rc, 0);
+  check_same_result(dir.path, ref);
+}
+
+BOOST_AUTO_TEST_CASE(sigterm_exits_143) {
+  test::TempDir dir;
+  const auto r = run_torchfit(kRun, dir.path, "TORCHFIT_TEST_KILL=epoch_end:2 TORCHFIT_TEST_KILL_SIGNAL=15");
+  BOOST_TEST(r.rc == 143);
+  BOOST_TEST(has(r.out, "interrupted by SIGTERM after 2 complete epochs"));
+  BOOST_TEST(tf::read_state_info(dir / "checkpoint.state").next_epoch == 3);
+}
+
+BOOST_AUTO_TEST_CASE(a_second_sigint_exits_at_once_and_corrupts_nothing) {
+  test::TempDir dir;
+  // A long run, interrupted from outside once it has saved a state.
+  const pid_t pid = test::start_torchfit(
+      "train --model dnn_binary --epochs 1000 --patience 1000 --state-every-steps 1 -q", dir.path);
+  for (int i = 0; i < 400 && !fs::exists(dir / "checkpoint.state"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  BOOST_REQUIRE(fs::exists(dir / "checkpoint.state"));
+  ::kill(pid, SIGINT);
+  ::kill(pid, SIGINT);
+  const auto r = test::finish(pid, dir.path);
+  BOOST_TEST(r.rc == 130);
+  // Whichever signal won, the state file on disk is whole.
+  BOOST_CHECK_NO_THROW(tf::read_state_info(dir / "checkpoint.state"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(faults_and_bad_resumes)
+
+BOOST_AUTO_TEST_CASE(a_full_disk_stops_cleanly_and_keeps_the_previous_state) {
+  test::TempDir dir;
+  BOOST_REQUIRE_EQUAL(run_torchfit(run_args(2), dir.path).rc, 0);
+  const auto before = test::read_file(dir / "checkpoint.state");
+  // Files may not grow past 16 KiB from now on: the next state file cannot be written.
+  const auto r = run_torchfit(kResume + " --epochs 4", dir.path, "ulimit -f 16;");
+  BOOST_TEST(r.rc == 1);
+  BOOST_TEST(has(r.err, "File too large"));
+  BOOST_TEST(has(r.err, "the previous state file is unchanged"));
+  BOOST_TEST(test::read_file(dir / "checkpoint.state") == before);
+  BOOST_TEST(tf::read_state_info(dir / "checkpoint.state").epochs_done == 2);
+  for (const auto& name : test::files_in(dir.path)) BOOST_TEST(name.find(".tmp-") == std::string::npos, name);
+}
+
+BOOST_AUTO_TEST_CASE(changed_settings_are_refused_by_name) {
+  test::TempDir dir;
+  BOOST_REQUIRE_EQUAL(run_torchfit(run_args(2), dir.path).rc, 0);
+  const auto r = run_torchfit(kResume + " --epochs 3 --lr 0.5 --batch-size 50", dir.path);
+  BOOST_TEST(r.rc == 2);
+  BOOST_TEST(has(r.err, "cannot resume checkpoint.state with different settings"));
+  BOOST_TEST(has(r.err, "lr was 0.001, now 0.5"));
+  BOOST_TEST(has(r.err, "batch-size was 100, now 50"));
+  // A finished run says so; more epochs continue it.
+  const auto done = run_torchfit(kResume, dir.path);
+  BOOST_TEST(done.rc == 0);
+  BOOST_TEST(has(done.out, "nothing to resume"));
+  BOOST_TEST(has(done.out, "give a larger --epochs"));
+  BOOST_TEST(run_torchfit(kResume + " --epochs 3", dir.path).rc == 0);
+  BOOST_TEST(tf::read_state_info(dir / "checkpoint.state").epochs_done == 3);
+}
+
+BOOST_AUTO_TEST_CASE(missing_damaged_or_wrong_state_files) {
+  test::TempDir dir;
+  auto r = run_torchfit(kResume, dir.path);
+  BOOST_TEST(r.rc == 1);
+  BOOST_TEST(has(r.err, "state file 'checkpoint.state' does not exist"));
+  test::write_file(dir / "junk.state", "not a state file at all");
+  r = run_torchfit("train --resume junk.state", dir.path);
+  BOOST_TEST(r.rc == 1);
+  BOOST_TEST(has(r.err, "'junk.state' cannot be read: it is damaged"));
+  BOOST_REQUIRE_EQUAL(run_torchfit(run_args(1), dir.path).rc, 0);
+  r = run_torchfit("train --resume=checkpoint", dir.path);
+  BOOST_TEST(r.rc == 1);
+  BOOST_TEST(has(r.err, "is a torchfit weights checkpoint, not a state file"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
