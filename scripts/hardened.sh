@@ -26,7 +26,15 @@ for target in config csv state; do
   mkdir -p "$work/$target"
   cp tests/fuzz/corpus/$target/* "$work/$target/"
   echo "fuzz_$target: ${fuzz_seconds}s"
-  "$build_dir/tests/fuzz/fuzz_$target" -max_total_time="$fuzz_seconds" -timeout=20 -rss_limit_mb=6000 \
-    -print_final_stats=1 -artifact_prefix="$work/crash-$target-" "$work/$target" 2>&1 | tail -n 12
+  if ! "$build_dir/bin/fuzz_$target" -max_total_time="$fuzz_seconds" -timeout=20 -rss_limit_mb=6000 \
+      -print_final_stats=1 -artifact_prefix="$work/crash-$target-" "$work/$target" >"$work/$target.log" 2>&1; then
+    tail -n 80 "$work/$target.log"
+    for crash in "$work"/crash-$target-*; do
+      [ -f "$crash" ] && { echo "input that failed ($crash), base64:"; base64 "$crash" | head -c 20000; echo; }
+    done
+    echo "hardened: fuzz_$target failed" >&2
+    exit 1
+  fi
+  grep -E "^Done|new_units_added|peak_rss" "$work/$target.log"
 done
 echo "hardened: unit tests clean under ASan+UBSan, fuzzers found nothing in ${fuzz_seconds}s each"
