@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs torchfit into a temporary prefix, builds docs/examples (an out-of-tree callback
+# plugin) against the installed CMake package, and trains with it through the installed runner.
+# Usage: test_install.sh <build dir> <source dir>
+set -euo pipefail
+build=$1
+source=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+test -x "$work/prefix/bin/torchfit"
+test -f "$work/prefix/lib/cmake/torchfit/torchfitConfig.cmake"
+test -f "$work/prefix/include/torchfit/torchfit.hpp"
+test -f "$work/prefix/include/torchfit/version.hpp"
+
+cmake -S "$source/docs/examples" -B "$work/example" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$work/example" -j 2 >/dev/null
+test -f "$work/example/loss_ratio.so"
+
+# The installed runner finds its own plugins, and the new one through --plugin-dir and the
+# environment variable alike.
+cd "$work"
+"$work/prefix/bin/torchfit" plugins --plugin-dir "$work/example" | tee plugins.txt
+grep -q "loss_ratio" plugins.txt
+grep -q "$work/prefix/lib/torchfit/plugins" plugins.txt
+TORCHFIT_PLUGIN_PATH="$work/example" "$work/prefix/bin/torchfit" train --model dnn_binary --epochs 3 \
+  --callbacks early_stopping,loss_ratio,lr_monitor -q --history h.csv | tee train.txt
+head -1 h.csv | grep -q "loss_ratio"
+test "$(wc -l < h.csv)" -eq 4
+# The library and the runner report the same version.
+"$work/prefix/bin/torchfit" --version | grep -q "torchfit $(sed -n 's/^project(torchfit VERSION \([0-9.]*\).*/\1/p' "$source/CMakeLists.txt")"
+echo "install test: ok"
