@@ -101,6 +101,10 @@ int run_train(Invocation& inv) {
   const auto accumulate = positive<int64_t>(inv, "accumulate");
   const double clip = inv.options["clip-grad-norm"].as<double>();
   if (clip < 0) throw ConfigError("--clip-grad-norm must be 0 (off) or positive, got " + format_value(clip));
+  const double clip_value = inv.options["clip-grad-value"].as<double>();
+  if (clip_value < 0) {
+    throw ConfigError("--clip-grad-value must be 0 (off) or positive, got " + format_value(clip_value));
+  }
   if (inv.has("mode")) parse_monitor_mode(inv.options["mode"].as<std::string>(), "--mode");
   if (inv.has("patience") && inv.options["patience"].as<int64_t>() < 0) {
     throw ConfigError("--patience must be 0 or more, got " + std::to_string(inv.options["patience"].as<int64_t>()));
@@ -180,6 +184,7 @@ int run_train(Invocation& inv) {
                        .device(device)
                        .accumulate(accumulate)
                        .clip_grad_norm(clip)
+                       .clip_grad_value(clip_value)
                        .state_path(state_path)
                        .state_every_steps(state_every)
                        .run_config(settings);

@@ -197,6 +197,11 @@ void Trainer::optimizer_step(Context& ctx, const Callbacks& callbacks, const Fit
       torch::nn::utils::clip_grad_norm_(optimizer_->param_groups()[g].params(), options.clip_grad_norm());
     }
   }
+  if (options.clip_grad_value() > 0) {
+    for (auto& group : optimizer_->param_groups()) {
+      torch::nn::utils::clip_grad_value_(group.params(), options.clip_grad_value());
+    }
+  }
   TORCHFIT_DISPATCH(callbacks, ctx, on_before_optimizer_step);
   optimizer_->step();
   compat::zero_grad(*optimizer_);
@@ -339,6 +344,10 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
   if (options.clip_grad_norm() < 0) {
     throw ConfigError("the gradient clipping norm must be positive (or 0 for none), got " +
                       std::to_string(options.clip_grad_norm()));
+  }
+  if (options.clip_grad_value() < 0) {
+    throw ConfigError("the gradient clipping value must be positive (or 0 for none), got " +
+                      std::to_string(options.clip_grad_value()));
   }
   if (options.state_every_steps() < 0) {
     throw ConfigError("state_every_steps must be 0 (epoch ends only) or positive, got " +

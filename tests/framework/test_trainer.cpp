@@ -141,6 +141,23 @@ BOOST_AUTO_TEST_CASE(clipping_bounds_the_gradient_norm) {
   BOOST_TEST(probe->max_norm > 0.4);  // the data's gradients are far larger: clipping did happen
 }
 
+BOOST_AUTO_TEST_CASE(clipping_by_value_bounds_every_gradient_element) {
+  struct ValueProbe : tf::Callback {
+    double max_abs = 0;
+    void on_before_optimizer_step(tf::Context& ctx) override {
+      for (auto& p : ctx.net().parameters()) max_abs = std::max(max_abs, p.grad().abs().max().item<double>());
+    }
+  };
+  auto probe = std::make_shared<ValueProbe>();
+  auto trainer = make_trainer();
+  trainer.fit(tf::DataLoader(regression_data(32, 1), 8),
+              tf::FitOptions().epochs(1).clip_grad_value(0.25).callbacks({probe}));
+  BOOST_TEST(probe->max_abs <= 0.25);
+  BOOST_TEST(probe->max_abs == 0.25);  // the raw gradients are far larger: clamping did happen
+  BOOST_CHECK_THROW(trainer.fit(tf::DataLoader(regression_data(8, 1), 8), tf::FitOptions().clip_grad_value(-1)),
+                    tf::ConfigError);
+}
+
 BOOST_AUTO_TEST_CASE(stop_request_ends_after_the_epoch) {
   struct StopAt : tf::Callback {
     void on_epoch_end(tf::Context& ctx) override {

@@ -31,6 +31,8 @@ struct TORCHFIT_EXPORT FitOptions {
   TORCH_ARG(int64_t, accumulate) = 1;
   /// Clip the gradients' global L2 norm to this before each step; 0 turns clipping off.
   TORCH_ARG(double, clip_grad_norm) = 0.0;
+  /// Clamp every gradient element to [-v, v] before each step (after norm clipping); 0: off.
+  TORCH_ARG(double, clip_grad_value) = 0.0;
   /// Where to train; unset, the trainer's device (CUDA when available, else CPU).
   TORCH_ARG(std::optional<torch::Device>, device) = std::nullopt;
   /// Hooks for this fit, run in this order.

@@ -1,0 +1,183 @@
+// event_log: a JSON Lines file, one object per line, appended and flushed as the run goes:
+// every epoch's values (lr and elapsed time included), optional step records, and events:
+// fit_begin, resume, new_best, stop, fit_end, error. A resumed run appends to the same file,
+// so the log tells what happened, including the work a crash lost.
+#include <torchfit/errors.hpp>
+#include <torchfit/log.hpp>
+#include <torchfit/monitor.hpp>
+#include <torchfit/plugin.hpp>
+#include <torchfit/scheduler.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+namespace {
+
+namespace po = boost::program_options;
+
+std::string quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string number(double v) { return std::isfinite(v) ? torchfit::format_exact(v) : "null"; }
+
+// One JSON object, built field by field.
+class Record {
+ public:
+  explicit Record(const std::string& event) { text_ = "{\"event\": " + quoted(event); }
+  Record& add(const std::string& key, double v) {
+    text_ += ", " + quoted(key) + ": " + number(v);
+    return *this;
+  }
+  Record& add(const std::string& key, const std::string& v) {
+    text_ += ", " + quoted(key) + ": " + quoted(v);
+    return *this;
+  }
+  Record& add(const torchfit::Logs& logs) {
+    for (const auto& [k, v] : logs) add(k, v);
+    return *this;
+  }
+  std::string str() const { return text_ + "}"; }
+
+ private:
+  std::string text_;
+};
+
+class EventLog final : public torchfit::Callback {
+ public:
+  EventLog(std::string path, int64_t every_steps, std::string monitor, torchfit::MonitorMode mode)
+      : path_(std::move(path)), every_steps_(every_steps), monitor_(std::move(monitor), mode) {}
+
+  void on_fit_begin(torchfit::Context& ctx) override {
+    out_.open(path_, std::ios::app);
+    if (!out_) {
+      throw torchfit::ConfigError("event_log.path '" + path_ + "' cannot be opened for appending: " +
+                                  std::strerror(errno));
+    }
+    start_ = std::chrono::steady_clock::now();
+    resolved_ = false;
+    has_best_ = false;
+    write(Record(ctx.resumed ? "resume" : "fit_begin")
+              .add("epochs", static_cast<double>(ctx.epochs))
+              .add("epochs_done", static_cast<double>(ctx.history().size()))
+              .add("global_step", static_cast<double>(ctx.global_step)));
+  }
+
+  void on_train_batch_end(torchfit::Context& ctx) override {
+    if (every_steps_ > 0 && ctx.global_step > 0 && ctx.global_step % every_steps_ == 0 && ctx.global_step != last_step_) {
+      last_step_ = ctx.global_step;
+      Record r("step");
+      r.add("epoch", static_cast<double>(ctx.epoch)).add("step", static_cast<double>(ctx.global_step));
+      for (const auto& [k, v] : ctx.running_logs()) r.add("train_" + k, v);  // one host sync, every N steps only
+      const auto rates = torchfit::learning_rates(ctx.optimizer());
+      if (!rates.empty()) r.add("lr", rates[0]);
+      write(r.add("elapsed", elapsed()));
+    }
+  }
+
+  void on_epoch_end(torchfit::Context& ctx) override {
+    write(Record("epoch").add(ctx.logs).add("step", static_cast<double>(ctx.global_step)).add("elapsed", elapsed()));
+    if (!ctx.logs.contains(monitor_.key())) return;
+    const double current = monitor_.current(ctx);
+    if (!resolved_) {
+      monitor_.higher_is_better(ctx);
+      resolved_ = true;
+    }
+    if (!has_best_ || monitor_.improves(current, best_)) {
+      best_ = current;
+      has_best_ = true;
+      write(Record("new_best").add("epoch", static_cast<double>(ctx.epoch)).add("monitor", monitor_.key()).add("value", current));
+    }
+    if (ctx.stop_requested()) {
+      write(Record("stop").add("epoch", static_cast<double>(ctx.epoch)).add("reason", ctx.stop_reason()));
+    }
+  }
+
+  void on_fit_end(torchfit::Context& ctx) override {
+    write(Record("fit_end")
+              .add("epochs_done", static_cast<double>(ctx.history().size()))
+              .add("reason", ctx.history().stop_reason().empty() ? ctx.stop_reason() : ctx.history().stop_reason())
+              .add("elapsed", elapsed()));
+    out_.close();
+  }
+
+  void on_exception(torchfit::Context& ctx, const std::exception& error) override {
+    if (!out_.is_open()) return;
+    write(Record("error").add("epoch", static_cast<double>(ctx.epoch)).add("message", error.what()));
+    out_.close();
+  }
+
+  void state_dict(torch::serialize::OutputArchive& archive) const override {
+    archive.write("has_best", c10::IValue(has_best_));
+    archive.write("best", c10::IValue(best_));
+  }
+  void load_state_dict(torch::serialize::InputArchive& archive) override {
+    c10::IValue v;
+    if (archive.try_read("has_best", v)) has_best_ = v.toBool();
+    if (archive.try_read("best", v)) best_ = v.toDouble();
+  }
+
+ private:
+  double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+  void write(const Record& r) {
+    out_ << r.str() << '\n';
+    out_.flush();  // one line per event, readable at once (tail -f)
+    if (!out_) throw torchfit::Error("cannot write to event log '" + path_ + "': " + std::strerror(errno));
+  }
+
+  std::string path_;
+  int64_t every_steps_;
+  torchfit::Monitor monitor_;
+  std::ofstream out_;
+  std::chrono::steady_clock::time_point start_;
+  bool resolved_ = false, has_best_ = false;
+  double best_ = 0;
+  int64_t last_step_ = -1;
+};
+
+torchfit::PluginInfo describe() {
+  torchfit::PluginInfo info(torchfit::PluginKind::Callback, "event_log", "1.0.0",
+                            "Appends a JSON Lines log: every epoch's values and the run's events (new best, stop, resume)");
+  info.options->add_options()                                                                            //
+      ("path", po::value<std::string>()->default_value("events.jsonl"), "the JSON Lines file (appended)")  //
+      ("every-steps", po::value<int64_t>()->default_value(0),
+       "also log the running train values every N optimizer steps (0: epochs only)")                     //
+      ("monitor", po::value<std::string>()->default_value("val_loss"), "value whose new bests are logged")  //
+      ("mode", po::value<std::string>()->default_value("auto"), "min, max, or auto (from the metric)");
+  return info;
+}
+
+std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
+  const auto every = o["every-steps"].as<int64_t>();
+  if (every < 0) throw torchfit::ConfigError("event_log.every-steps must be 0 (off) or positive");
+  return std::make_shared<EventLog>(o["path"].as<std::string>(), every, o["monitor"].as<std::string>(),
+                                    torchfit::parse_monitor_mode(o["mode"].as<std::string>(), "event_log.mode"));
+}
+
+}  // namespace
+
+TORCHFIT_CALLBACK_PLUGIN(describe, create)

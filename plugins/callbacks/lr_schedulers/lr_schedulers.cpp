@@ -1,0 +1,406 @@
+// Learning-rate schedules as callback plugins: step_lr, multistep_lr, cosine_lr (with linear
+// warm-up), one_cycle_lr and reduce_lr_on_plateau. Their values follow PyTorch's Python
+// schedulers (torch.optim.lr_scheduler), computed in closed form from the base rates.
+//
+// One source, five plugins: TORCHFIT_SCHEDULER (set by plugins/CMakeLists.txt) picks the one
+// this library exports.
+#include <torchfit/errors.hpp>
+#include <torchfit/log.hpp>
+#include <torchfit/monitor.hpp>
+#include <torchfit/plugin.hpp>
+#include <torchfit/scheduler.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+namespace {
+
+namespace po = boost::program_options;
+using torchfit::ConfigError;
+using torchfit::Context;
+
+// The base rates are the optimizer's at the first fit; a resume brings them back from the
+// state, as the schedule is a function of them and of the epoch or step.
+class Schedule : public torchfit::Callback {
+ public:
+  explicit Schedule(bool per_step) : per_step_(per_step) {}
+
+  void on_fit_begin(Context& ctx) override {
+    base_ = torchfit::learning_rates(ctx.optimizer());
+    total_epochs_ = ctx.epochs;
+  }
+  void on_train_epoch_begin(Context& ctx) override {
+    steps_per_epoch_ = std::max<int64_t>(steps_per_epoch_, ctx.num_batches);
+    if (!per_step_) apply(ctx, ctx.epoch - 1);
+  }
+  void on_train_batch_begin(Context& ctx) override {
+    if (per_step_) apply(ctx, ctx.global_step);
+  }
+  void state_dict(torch::serialize::OutputArchive& archive) const override {
+    archive.write("base", c10::IValue(c10::List<double>(base_)));
+  }
+  void load_state_dict(torch::serialize::InputArchive& archive) override {
+    c10::IValue v;
+    if (archive.try_read("base", v)) {
+      base_.clear();
+      const auto list = v.toList();
+      for (size_t i = 0; i < list.size(); ++i) base_.push_back(list.get(i).toDouble());
+    }
+  }
+
+ protected:
+  /// The rate of a group whose base rate is `base` at epoch or step `t` (0-based).
+  virtual double rate(double base, int64_t t) const = 0;
+
+  void apply(Context& ctx, int64_t t) {
+    auto& groups = ctx.optimizer().param_groups();
+    for (size_t g = 0; g < groups.size() && g < base_.size(); ++g) groups[g].options().set_lr(rate(base_[g], t));
+  }
+
+  bool per_step_;
+  std::vector<double> base_;
+  int64_t total_epochs_ = 0;
+  int64_t steps_per_epoch_ = 0;
+};
+
+// StepLR: base * gamma^(t // step_size).
+class StepLr final : public Schedule {
+ public:
+  StepLr(bool per_step, int64_t step_size, double gamma) : Schedule(per_step), step_size_(step_size), gamma_(gamma) {}
+
+ protected:
+  double rate(double base, int64_t t) const override {
+    return base * std::pow(gamma_, static_cast<double>(t / step_size_));
+  }
+
+ private:
+  int64_t step_size_;
+  double gamma_;
+};
+
+// MultiStepLR: base * gamma^(number of milestones <= t).
+class MultiStepLr final : public Schedule {
+ public:
+  MultiStepLr(bool per_step, std::vector<int64_t> milestones, double gamma)
+      : Schedule(per_step), milestones_(std::move(milestones)), gamma_(gamma) {}
+
+ protected:
+  double rate(double base, int64_t t) const override {
+    const auto passed = std::count_if(milestones_.begin(), milestones_.end(), [t](int64_t m) { return m <= t; });
+    return base * std::pow(gamma_, static_cast<double>(passed));
+  }
+
+ private:
+  std::vector<int64_t> milestones_;
+  double gamma_;
+};
+
+// LinearLR warm-up for `warmup` epochs/steps (factor from start_factor to 1), then
+// CosineAnnealingLR over t_max (as SequentialLR chains them): eta_min + (base - eta_min) *
+// (1 + cos(pi * t' / t_max)) / 2 with t' = t - warmup. After t_max the rate stays at eta_min.
+class CosineLr final : public Schedule {
+ public:
+  CosineLr(bool per_step, int64_t t_max, double eta_min, int64_t warmup, double start_factor)
+      : Schedule(per_step), t_max_(t_max), eta_min_(eta_min), warmup_(warmup), start_factor_(start_factor) {}
+
+  void on_fit_begin(Context& ctx) override {
+    Schedule::on_fit_begin(ctx);
+    if (t_max_ <= 0 && !per_step_) resolved_t_max_ = std::max<int64_t>(1, ctx.epochs - warmup_);
+  }
+  void on_train_epoch_begin(Context& ctx) override {
+    if (t_max_ <= 0 && per_step_ && resolved_t_max_ == 0) {
+      resolved_t_max_ = std::max<int64_t>(1, ctx.epochs * ctx.num_batches - warmup_);
+    }
+    Schedule::on_train_epoch_begin(ctx);
+  }
+
+ protected:
+  double rate(double base, int64_t t) const override {
+    if (t < warmup_) {
+      return base * (start_factor_ + (1.0 - start_factor_) * static_cast<double>(t) / static_cast<double>(warmup_));
+    }
+    const int64_t t_max = t_max_ > 0 ? t_max_ : resolved_t_max_;
+    const double progress = std::min<double>(static_cast<double>(t - warmup_), static_cast<double>(t_max));
+    return eta_min_ + (base - eta_min_) * (1.0 + std::cos(M_PI * progress / static_cast<double>(t_max))) / 2.0;
+  }
+
+ private:
+  int64_t t_max_;
+  double eta_min_;
+  int64_t warmup_;
+  double start_factor_;
+  int64_t resolved_t_max_ = 0;
+};
+
+// OneCycleLR (two phases, cosine annealing), stepped after every optimizer step: from
+// max_lr / div_factor up to max_lr over pct_start of the steps, then down to
+// max_lr / div_factor / final_div_factor at the last step.
+class OneCycleLr final : public Schedule {
+ public:
+  OneCycleLr(double max_lr, int64_t total_steps, double pct_start, double div_factor, double final_div_factor)
+      : Schedule(true),
+        max_lr_(max_lr),
+        total_steps_(total_steps),
+        pct_start_(pct_start),
+        div_factor_(div_factor),
+        final_div_factor_(final_div_factor) {}
+
+  void on_train_epoch_begin(Context& ctx) override {
+    if (total_steps_ <= 0 && resolved_total_ == 0) resolved_total_ = ctx.epochs * ctx.num_batches;
+    Schedule::on_train_epoch_begin(ctx);
+  }
+
+ protected:
+  double rate(double base, int64_t t) const override {
+    const double peak = max_lr_ > 0 ? max_lr_ : base;
+    const double initial = peak / div_factor_;
+    const double minimum = initial / final_div_factor_;
+    const double total = static_cast<double>(total_steps_ > 0 ? total_steps_ : resolved_total_);
+    const double step = std::min(static_cast<double>(t), total - 1);
+    const double end_up = pct_start_ * total - 1;
+    auto anneal = [](double start, double end, double pct) { return end + (start - end) / 2.0 * (std::cos(M_PI * pct) + 1); };
+    if (step <= end_up) return anneal(initial, peak, step / end_up);
+    return anneal(peak, minimum, (step - end_up) / (total - 1 - end_up));
+  }
+
+ private:
+  double max_lr_;
+  int64_t total_steps_;
+  double pct_start_, div_factor_, final_div_factor_;
+  int64_t resolved_total_ = 0;
+};
+
+// ReduceLROnPlateau: after `patience` epochs without improvement of the monitored value
+// (relative or absolute threshold), multiply every rate by `factor`, not below min_lr; then
+// wait `cooldown` epochs before counting again.
+class ReduceLrOnPlateau final : public torchfit::Callback {
+ public:
+  struct Settings {
+    std::string monitor = "val_loss";
+    std::string mode = "auto";
+    double factor = 0.1;
+    int64_t patience = 10;
+    double threshold = 1e-4;
+    bool relative = true;
+    int64_t cooldown = 0;
+    double min_lr = 0;
+    double eps = 1e-8;
+  };
+  explicit ReduceLrOnPlateau(Settings s)
+      : s_(std::move(s)), monitor_(s_.monitor, torchfit::parse_monitor_mode(s_.mode, "reduce_lr_on_plateau.mode")) {}
+
+  void on_fit_begin(Context&) override {
+    has_best_ = false;
+    bad_epochs_ = cooldown_counter_ = 0;
+  }
+
+  void on_epoch_end(Context& ctx) override {
+    const double current = monitor_.current(ctx);
+    const bool higher = monitor_.higher_is_better(ctx);
+    if (!has_best_ || better(current, higher)) {
+      best_ = current;
+      has_best_ = true;
+      bad_epochs_ = 0;
+    } else {
+      ++bad_epochs_;
+    }
+    if (cooldown_counter_ > 0) {
+      --cooldown_counter_;
+      bad_epochs_ = 0;
+    }
+    if (bad_epochs_ > s_.patience) {
+      auto rates = torchfit::learning_rates(ctx.optimizer());
+      auto& groups = ctx.optimizer().param_groups();
+      for (size_t g = 0; g < groups.size(); ++g) {
+        const double lowered = std::max(rates[g] * s_.factor, s_.min_lr);
+        if (rates[g] - lowered > s_.eps) {
+          groups[g].options().set_lr(lowered);
+          torchfit::logger("reduce_lr_on_plateau")
+              ->info("epoch {}: {} did not improve for {} epochs; lr{} lowered to {}", ctx.epoch, s_.monitor,
+                     bad_epochs_, g ? "_" + std::to_string(g) : std::string(), torchfit::format_value(lowered));
+        }
+      }
+      cooldown_counter_ = s_.cooldown;
+      bad_epochs_ = 0;
+    }
+  }
+
+  void state_dict(torch::serialize::OutputArchive& archive) const override {
+    archive.write("has_best", c10::IValue(has_best_));
+    archive.write("best", c10::IValue(best_));
+    archive.write("bad_epochs", c10::IValue(bad_epochs_));
+    archive.write("cooldown_counter", c10::IValue(cooldown_counter_));
+  }
+  void load_state_dict(torch::serialize::InputArchive& archive) override {
+    c10::IValue v;
+    if (archive.try_read("has_best", v)) has_best_ = v.toBool();
+    if (archive.try_read("best", v)) best_ = v.toDouble();
+    if (archive.try_read("bad_epochs", v)) bad_epochs_ = v.toInt();
+    if (archive.try_read("cooldown_counter", v)) cooldown_counter_ = v.toInt();
+  }
+
+ private:
+  // PyTorch's is_better, in its four modes.
+  bool better(double current, bool higher) const {
+    if (s_.relative) return higher ? current > best_ * (1 + s_.threshold) : current < best_ * (1 - s_.threshold);
+    return higher ? current > best_ + s_.threshold : current < best_ - s_.threshold;
+  }
+
+  Settings s_;
+  torchfit::Monitor monitor_;
+  bool has_best_ = false;
+  double best_ = 0;
+  int64_t bad_epochs_ = 0;
+  int64_t cooldown_counter_ = 0;
+};
+
+bool per_step(const torchfit::PluginOptions& o, const char* plugin) {
+  const auto interval = o["interval"].as<std::string>();
+  if (interval != "epoch" && interval != "step") {
+    throw ConfigError(std::string(plugin) + ".interval must be epoch or step, got '" + interval + "'");
+  }
+  return interval == "step";
+}
+
+void add_interval(po::options_description& d) {
+  d.add_options()("interval", po::value<std::string>()->default_value("epoch"),
+                  "epoch: t counts epochs (the rate changes between epochs); step: t counts optimizer steps");
+}
+
+template <typename T>
+T positive(const torchfit::PluginOptions& o, const std::string& plugin, const char* key) {
+  const T v = o[key].as<T>();
+  if (!(v > 0)) throw ConfigError(plugin + "." + key + " must be positive, got " + torchfit::format_value(static_cast<double>(v)));
+  return v;
+}
+
+#define STR2(x) #x
+#define STR(x) STR2(x)
+#define TORCHFIT_SCHEDULER_NAME STR(TORCHFIT_SCHEDULER)
+
+torchfit::PluginInfo describe() {
+  const std::string name = TORCHFIT_SCHEDULER_NAME;
+  if (name == "step_lr") {
+    torchfit::PluginInfo info(torchfit::PluginKind::Callback, name, "1.0.0",
+                              "LR schedule: multiply the rate by gamma every step-size epochs (PyTorch's StepLR)");
+    info.options->add_options()                                                                      //
+        ("step-size", po::value<int64_t>()->default_value(10), "epochs (or steps) between decays")  //
+        ("gamma", po::value<double>()->default_value(0.1, "0.1"), "multiplier at each decay");
+    add_interval(*info.options);
+    return info;
+  }
+  if (name == "multistep_lr") {
+    torchfit::PluginInfo info(torchfit::PluginKind::Callback, name, "1.0.0",
+                              "LR schedule: multiply the rate by gamma at each milestone (PyTorch's MultiStepLR)");
+    info.options->add_options()                                                                              //
+        ("milestones", po::value<std::string>()->default_value("30,80"), "comma-separated epochs (0-based)")  //
+        ("gamma", po::value<double>()->default_value(0.1, "0.1"), "multiplier at each milestone");
+    add_interval(*info.options);
+    return info;
+  }
+  if (name == "cosine_lr") {
+    torchfit::PluginInfo info(torchfit::PluginKind::Callback, name, "1.0.0",
+                              "LR schedule: linear warm-up, then cosine annealing (PyTorch's LinearLR + CosineAnnealingLR)");
+    info.options->add_options()  //
+        ("t-max", po::value<int64_t>()->default_value(0),
+         "length of the cosine, in epochs (or steps); 0: the rest of the run after the warm-up")  //
+        ("eta-min", po::value<double>()->default_value(0.0), "lowest rate")                       //
+        ("warmup", po::value<int64_t>()->default_value(0), "warm-up epochs (or steps)")           //
+        ("warmup-start-factor", po::value<double>()->default_value(1.0 / 3, "0.333333"),
+         "the warm-up starts at this fraction of the base rate");
+    add_interval(*info.options);
+    return info;
+  }
+  if (name == "one_cycle_lr") {
+    torchfit::PluginInfo info(torchfit::PluginKind::Callback, name, "1.0.0",
+                              "LR schedule: one cycle up to max-lr and down, every step (PyTorch's OneCycleLR)");
+    info.options->add_options()                                                                             //
+        ("max-lr", po::value<double>()->default_value(0.0), "peak rate; 0: the optimizer's rate")          //
+        ("total-steps", po::value<int64_t>()->default_value(0), "0: epochs x batches per epoch")            //
+        ("pct-start", po::value<double>()->default_value(0.3, "0.3"), "fraction of the steps going up")    //
+        ("div-factor", po::value<double>()->default_value(25.0), "initial rate = max-lr / div-factor")     //
+        ("final-div-factor", po::value<double>()->default_value(1e4, "10000"),
+         "final rate = initial rate / final-div-factor");
+    return info;
+  }
+  torchfit::PluginInfo info(torchfit::PluginKind::Callback, "reduce_lr_on_plateau", "1.0.0",
+                            "LR schedule: lower the rate when a monitored value stops improving (PyTorch's ReduceLROnPlateau)");
+  info.options->add_options()                                                                                 //
+      ("monitor", po::value<std::string>()->default_value("val_loss"), "logged value to watch")              //
+      ("mode", po::value<std::string>()->default_value("auto"), "min, max, or auto (from the metric)")        //
+      ("factor", po::value<double>()->default_value(0.1, "0.1"), "multiplier when the value plateaus")       //
+      ("patience", po::value<int64_t>()->default_value(10), "epochs without improvement before lowering")    //
+      ("threshold", po::value<double>()->default_value(1e-4, "0.0001"), "smallest improvement that counts")  //
+      ("threshold-mode", po::value<std::string>()->default_value("rel"), "rel (relative to the best) or abs")  //
+      ("cooldown", po::value<int64_t>()->default_value(0), "epochs to wait after lowering before counting again")  //
+      ("min-lr", po::value<double>()->default_value(0.0), "the rate never goes below this");
+  return info;
+}
+
+std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
+  const std::string name = TORCHFIT_SCHEDULER_NAME;
+  if (name == "step_lr") {
+    return std::make_shared<StepLr>(per_step(o, "step_lr"), positive<int64_t>(o, name, "step-size"),
+                                    positive<double>(o, name, "gamma"));
+  }
+  if (name == "multistep_lr") {
+    std::vector<int64_t> milestones;
+    std::stringstream in(o["milestones"].as<std::string>());
+    for (std::string item; std::getline(in, item, ',');) {
+      try {
+        size_t used = 0;
+        milestones.push_back(std::stoll(item, &used));
+        if (used != item.size() || milestones.back() < 0) throw std::invalid_argument(item);
+      } catch (const std::exception&) {
+        throw ConfigError("multistep_lr.milestones must be comma-separated epochs like 30,80, got '" +
+                          o["milestones"].as<std::string>() + "'");
+      }
+    }
+    return std::make_shared<MultiStepLr>(per_step(o, "multistep_lr"), milestones, positive<double>(o, name, "gamma"));
+  }
+  if (name == "cosine_lr") {
+    const auto warmup = o["warmup"].as<int64_t>();
+    const auto start = o["warmup-start-factor"].as<double>();
+    if (warmup < 0) throw ConfigError("cosine_lr.warmup must be 0 or more, got " + std::to_string(warmup));
+    if (!(start > 0 && start <= 1)) {
+      throw ConfigError("cosine_lr.warmup-start-factor must be in (0, 1], got " + torchfit::format_value(start));
+    }
+    if (o["t-max"].as<int64_t>() < 0) throw ConfigError("cosine_lr.t-max must be 0 (the rest of the run) or positive");
+    return std::make_shared<CosineLr>(per_step(o, "cosine_lr"), o["t-max"].as<int64_t>(), o["eta-min"].as<double>(),
+                                      warmup, start);
+  }
+  if (name == "one_cycle_lr") {
+    const auto pct = o["pct-start"].as<double>();
+    if (!(pct > 0 && pct < 1)) throw ConfigError("one_cycle_lr.pct-start must be between 0 and 1, got " + torchfit::format_value(pct));
+    if (o["total-steps"].as<int64_t>() < 0 || o["max-lr"].as<double>() < 0) {
+      throw ConfigError("one_cycle_lr.total-steps and max-lr must be 0 (automatic) or positive");
+    }
+    return std::make_shared<OneCycleLr>(o["max-lr"].as<double>(), o["total-steps"].as<int64_t>(), pct,
+                                        positive<double>(o, name, "div-factor"),
+                                        positive<double>(o, name, "final-div-factor"));
+  }
+  ReduceLrOnPlateau::Settings s;
+  s.monitor = o["monitor"].as<std::string>();
+  s.mode = o["mode"].as<std::string>();
+  s.factor = o["factor"].as<double>();
+  if (!(s.factor > 0 && s.factor < 1)) {
+    throw ConfigError("reduce_lr_on_plateau.factor must be between 0 and 1, got " + torchfit::format_value(s.factor));
+  }
+  s.patience = o["patience"].as<int64_t>();
+  if (s.patience < 0) throw ConfigError("reduce_lr_on_plateau.patience must be 0 or more");
+  s.threshold = o["threshold"].as<double>();
+  const auto mode = o["threshold-mode"].as<std::string>();
+  if (mode != "rel" && mode != "abs") {
+    throw ConfigError("reduce_lr_on_plateau.threshold-mode must be rel or abs, got '" + mode + "'");
+  }
+  s.relative = mode == "rel";
+  s.cooldown = o["cooldown"].as<int64_t>();
+  if (s.cooldown < 0) throw ConfigError("reduce_lr_on_plateau.cooldown must be 0 or more");
+  s.min_lr = o["min-lr"].as<double>();
+  return std::make_shared<ReduceLrOnPlateau>(s);
+}
+
+}  // namespace
+
+TORCHFIT_CALLBACK_PLUGIN(describe, create)
