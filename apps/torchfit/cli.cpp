@@ -71,7 +71,8 @@ po::options_description command_options(const std::string& command) {
          "value the callbacks watch: early_stopping.monitor and model_checkpoint.monitor (default val_loss)")  //
         ("mode", po::value<std::string>(), "min, max or auto for the monitored value (default auto)")  //
         ("ckpt-path", po::value<std::string>()->value_name("FILE")->default_value("checkpoint"),
-         "best-weights file (model_checkpoint.ckpt-path); the run's settings go to FILE.ini")  //
+         "best-weights file (model_checkpoint.ckpt-path); the run's settings go to FILE.ini, its full "
+         "training state (for --resume) to FILE.state")  //
         ("history", po::value<std::string>()->value_name("FILE")->default_value("history.csv"),
          "where to write the history: CSV, or JSON when FILE ends in .json")  //
         ("accumulate", po::value<int64_t>()->default_value(1), "gradient accumulation: batches per optimizer step")  //
