@@ -136,6 +136,34 @@ BOOST_AUTO_TEST_CASE(at_random_instants) {
   check_same_result(dir.path, ref);
 }
 
+BOOST_AUTO_TEST_CASE(after_early_stopping) {
+  // Early stopping ends this run; killed in the epoch end where it decides to stop (before that
+  // epoch's state is saved), the resume trains that epoch again, stops the same way, and a
+  // second resume says there is nothing to do.
+  const std::string args =
+      "train --model dnn_binary --dnn_binary.per-ring 300 --epochs 40 --patience 2 --early_stopping.min-delta 0.01"
+      " --callbacks early_stopping,model_checkpoint,lr_monitor,kill_switch -q --plugin-dir '" TORCHFIT_TEST_PLUGIN_DIR "'";
+  test::TempDir ref, dir;
+  const auto full = run_torchfit(args, ref.path);
+  BOOST_REQUIRE_EQUAL(full.rc, 0);
+  BOOST_REQUIRE(has(full.out, "stopped: early stopping"));
+  const auto last_epoch = tf::read_state_info(ref / "checkpoint.state").epochs_done;
+  BOOST_REQUIRE(last_epoch < 40);
+  const auto killed =
+      run_torchfit(args, dir.path, "TORCHFIT_TEST_KILL=epoch_end:" + std::to_string(last_epoch));
+  BOOST_REQUIRE_EQUAL(killed.rc, 128 + SIGKILL);
+  const auto resumed = run_torchfit(kResume, dir.path);
+  BOOST_REQUIRE_EQUAL(resumed.rc, 0);
+  BOOST_TEST(has(resumed.out, "stopped: early stopping"));
+  BOOST_TEST(rows_without_time(dir / "history.csv") == rows_without_time(ref / "history.csv"));
+  const auto a = weights(dir / "checkpoint"), b = weights(ref / "checkpoint");
+  for (size_t i = 0; i < a.size(); ++i) BOOST_TEST(torch::equal(a[i].second, b[i].second));
+  const auto again = run_torchfit(kResume, dir.path);
+  BOOST_TEST(again.rc == 0);
+  BOOST_TEST(has(again.out, "nothing to resume: the run in checkpoint.state already ended after " +
+                                std::to_string(last_epoch) + " epochs (early stopping"));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(signals)
