@@ -290,13 +290,15 @@ Invocation parse(int argc, char** argv) {
   } catch (const po::error& e) {
     throw ConfigError(std::string(e.what()) + " (see: torchfit " + inv.command + " --help)");
   }
-  if (first.count("config")) {
-    inv.config_file = first["config"].as<std::string>();
-  } else if (inv.command == "train" && first.count("resume")) {
-    // A resume repeats the run's own settings, kept in its state file.
+  if (inv.command == "train" && first.count("resume")) {
     const auto given = first["resume"].as<std::string>();
     inv.resume_state = given.empty() ? first["ckpt-path"].as<std::string>() + ".state" : given;
     inv.resume_info = read_state_info(inv.resume_state);
+  }
+  if (first.count("config")) {
+    inv.config_file = first["config"].as<std::string>();
+  } else if (!inv.resume_state.empty()) {
+    // A resume repeats the run's own settings, kept in its state file.
     std::istringstream saved(inv.resume_info.config);
     inv.config = parse_config(saved, inv.resume_state + " (the run's settings)");
   } else if ((inv.command == "evaluate" || inv.command == "predict") && first.count("ckpt-path")) {

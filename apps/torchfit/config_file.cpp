@@ -66,12 +66,27 @@ std::string resume_differences(const std::string& saved, const std::string& now)
   };
   const auto before = to_map(saved);
   const auto after = to_map(now);
+  // A plugin loaded on one side only (a callback added or left out): the trainer decides.
+  auto sections = [](const std::map<std::string, std::string>& m) {
+    std::set<std::string> out;
+    for (const auto& [key, value] : m) {
+      if (key.find('.') != std::string::npos) out.insert(key.substr(0, key.find('.')));
+    }
+    return out;
+  };
+  const auto sections_before = sections(before), sections_after = sections(after);
+  auto one_sided = [&](const std::string& key) {
+    const auto dot = key.find('.');
+    if (dot == std::string::npos) return false;
+    const auto section = key.substr(0, dot);
+    return !sections_before.count(section) || !sections_after.count(section);
+  };
   std::string out;
   auto note = [&](const std::string& key, const std::string& a, const std::string& b) {
     out += (out.empty() ? "" : "; ") + key + " was " + a + ", now " + b;
   };
   for (const auto& [key, value] : before) {
-    if (may_change(key)) continue;
+    if (may_change(key) || one_sided(key)) continue;
     const auto it = after.find(key);
     if (it == after.end()) {
       note(key, value, "unset");
@@ -80,7 +95,7 @@ std::string resume_differences(const std::string& saved, const std::string& now)
     }
   }
   for (const auto& [key, value] : after) {
-    if (!may_change(key) && !before.count(key)) note(key, "unset", value);
+    if (!may_change(key) && !one_sided(key) && !before.count(key)) note(key, "unset", value);
   }
   return out;
 }

@@ -343,15 +343,8 @@ std::unique_ptr<Trainer::Resume> Trainer::open_state(const FitOptions& options, 
     if (!info.model.empty() && !net_.name().empty() && info.model != net_.name()) {
       throw CheckpointError(where + " was written for model '" + info.model + "', not '" + net_.name() + "'");
     }
-    // Callbacks are matched by name: one may be left out (its state is dropped), none added.
-    const auto saved_callbacks = read_strings(archive, "callback_names");
-    for (const auto& name : callback_names(callbacks)) {
-      if (std::find(saved_callbacks.begin(), saved_callbacks.end(), name) == saved_callbacks.end()) {
-        throw CheckpointError(where + " was written without callback '" + name +
-                              "', which would start with no state in the middle of the run; its callbacks were " +
-                              joined(saved_callbacks));
-      }
-    }
+    // Callbacks are matched by name: one left out has its state dropped, one added starts
+    // with none (both said in the log, by restore_callbacks).
     std::vector<std::string> metric_names;
     for (const auto& [name, m] : metrics_) metric_names.push_back(name);
     const auto saved_metrics = read_strings(archive, "metric_names");
@@ -449,7 +442,10 @@ void Trainer::restore_callbacks(Resume& resume, const Callbacks& callbacks) {
     // The first saved callback of the same name not yet taken (names may repeat in the API).
     size_t i = 0;
     while (i < saved.size() && (used[i] || saved[i] != callback->name())) ++i;
-    if (i == saved.size()) continue;  // open_state refused this already
+    if (i == saved.size()) {
+      logger("trainer")->warn("callback '{}' was not part of the saved run; it starts with no state", callback->name());
+      continue;
+    }
     used[i] = true;
     InputArchive cb;
     reading(resume.path, [&] { resume.archive.read("callback" + std::to_string(i), cb); });

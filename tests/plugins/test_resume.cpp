@@ -318,9 +318,11 @@ BOOST_AUTO_TEST_CASE(a_weights_checkpoint_another_model_another_data_a_newer_for
   BOOST_TEST(resume_error(ref.dir / "run.state", smaller).find("resume with the same data and batch size") !=
              std::string::npos);
 
-  // A callback added on resume would start from nothing in the middle of the run.
+  // A callback added on resume starts with no state, and the log says so.
   auto added = make_run(dir, 1, 4, test::make_callback("lr_monitor", {}));
-  BOOST_TEST(resume_error(ref.dir / "run.state", added).find("without callback 'lr_monitor'") != std::string::npos);
+  added.options.resume_from(ref.dir / "run.state").state_path("");
+  BOOST_CHECK_NO_THROW(added.trainer->fit(added.train, added.val, added.options));
+  BOOST_TEST(test::captured_logs().find("callback 'lr_monitor' was not part of the saved run") != std::string::npos);
 
   // A newer format (byte 16: the envelope's format version, see docs/reliability.md).
   auto bytes = test::read_file(ref.dir / "run.state");
