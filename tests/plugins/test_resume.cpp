@@ -219,6 +219,63 @@ BOOST_AUTO_TEST_CASE(a_completed_run_continues_when_given_more_epochs) {
   check_same_weights(second.trainer->net(), ref.run.trainer->net());
 }
 
+// A callback that throws in one hook, at epoch 2 (or in the fit-level hooks).
+struct Thrower : tf::Callback {
+  explicit Thrower(std::string hook) : hook(std::move(hook)) { set_name("thrower"); }
+  std::string hook;
+  void maybe(const char* name, const tf::Context& ctx) {
+    if (hook == name && (ctx.epoch == 2 || ctx.epoch == 0 || hook == "on_fit_end")) throw std::runtime_error("boom");
+  }
+  void on_fit_begin(tf::Context& c) override { maybe("on_fit_begin", c); }
+  void on_fit_end(tf::Context& c) override { maybe("on_fit_end", c); }
+  void on_epoch_begin(tf::Context& c) override { maybe("on_epoch_begin", c); }
+  void on_epoch_end(tf::Context& c) override { maybe("on_epoch_end", c); }
+  void on_train_epoch_begin(tf::Context& c) override { maybe("on_train_epoch_begin", c); }
+  void on_train_epoch_end(tf::Context& c) override { maybe("on_train_epoch_end", c); }
+  void on_train_batch_begin(tf::Context& c) override { maybe("on_train_batch_begin", c); }
+  void on_train_batch_end(tf::Context& c) override { maybe("on_train_batch_end", c); }
+  void on_before_backward(tf::Context& c) override { maybe("on_before_backward", c); }
+  void on_after_backward(tf::Context& c) override { maybe("on_after_backward", c); }
+  void on_before_optimizer_step(tf::Context& c) override { maybe("on_before_optimizer_step", c); }
+  void on_validation_begin(tf::Context& c) override { maybe("on_validation_begin", c); }
+  void on_validation_end(tf::Context& c) override { maybe("on_validation_end", c); }
+  void on_validation_batch_begin(tf::Context& c) override { maybe("on_validation_batch_begin", c); }
+  void on_validation_batch_end(tf::Context& c) override { maybe("on_validation_batch_end", c); }
+};
+
+BOOST_AUTO_TEST_CASE(a_callback_that_throws_in_any_hook_loses_nothing) {
+  // The error names the callback and the hook; the state file on disk is whole; a resume
+  // without the failing callback ends exactly like the run that never failed.
+  auto& ref = reference();
+  for (const char* hook :
+       {"on_fit_begin", "on_epoch_begin", "on_train_epoch_begin", "on_train_batch_begin", "on_before_backward",
+        "on_after_backward", "on_before_optimizer_step", "on_train_batch_end", "on_train_epoch_end",
+        "on_validation_begin", "on_validation_batch_begin", "on_validation_batch_end", "on_validation_end",
+        "on_epoch_end", "on_fit_end"}) {
+    BOOST_TEST_CONTEXT("hook " << hook) {
+      test::TempDir dir;
+      auto first = make_run(dir, 1, 4, std::make_shared<Thrower>(hook));
+      try {
+        first.trainer->fit(first.train, first.val, first.options);
+        BOOST_ERROR("no error");
+      } catch (const tf::CallbackError& e) {
+        BOOST_TEST(std::string(e.what()).find(std::string("callback 'thrower' failed in ") + hook + ": boom") !=
+                   std::string::npos, e.what());
+      }
+      if (std::string(hook) == "on_fit_begin") {
+        BOOST_TEST(!fs::exists(dir / "run.state"));  // nothing was trained, nothing saved
+        continue;
+      }
+      BOOST_REQUIRE_NO_THROW(tf::read_state_info(dir / "run.state"));
+      auto second = make_run(dir, 9, 4);
+      second.options.resume_from(dir / "run.state");
+      const auto resumed = second.trainer->fit(second.train, second.val, second.options);
+      check_same_rows(resumed, ref.history);
+      check_same_weights(second.trainer->net(), ref.run.trainer->net());
+    }
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(bad_state_files)
