@@ -1,4 +1,4 @@
-// libFuzzer harness: the numeric CSV reader (predict's input files).
+// libFuzzer harness: the CSV reader (training data and predict's input files).
 #include <cstddef>
 #include <cstdint>
 #include <sstream>
@@ -7,16 +7,33 @@
 #include <torchfit/csv.hpp>
 #include <torchfit/errors.hpp>
 
+namespace {
+
+void check(const torchfit::CsvData& d, const torchfit::CsvOptions& o) {
+  // Whatever was accepted is well-formed: 2-D features, one name each, one target per row.
+  if (d.features.dim() != 2 || d.features.size(0) < 1) __builtin_trap();
+  if (static_cast<int64_t>(d.feature_names.size()) != d.features.size(1)) __builtin_trap();
+  if (!o.target.empty() && (!d.targets.defined() || d.targets.size(0) != d.features.size(0))) __builtin_trap();
+  if (!torch::isfinite(d.features).all().item<bool>()) __builtin_trap();
+  if (o.expected_features && d.features.size(1) != *o.expected_features) __builtin_trap();
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
-  for (const auto columns : {std::optional<int64_t>{}, std::optional<int64_t>{2}}) {
+  std::vector<torchfit::CsvOptions> variants(4);
+  variants[1].expected_features = 2;
+  variants[2].target = "1";
+  variants[2].missing = torchfit::CsvMissing::Mean;
+  variants[3].delimiter = ';';
+  variants[3].header = torchfit::CsvHeader::Yes;
+  variants[3].features = "1-2";
+  variants[3].missing = torchfit::CsvMissing::Zero;
+  for (const auto& o : variants) {
     try {
       std::istringstream in(text);
-      const auto table = torchfit::read_numeric_csv(in, "fuzz.csv", columns);
-      // A table that was accepted is well-formed: 2-D, every row as wide as the header.
-      if (table.values.dim() != 2) __builtin_trap();
-      if (!table.header.empty() && static_cast<int64_t>(table.header.size()) != table.values.size(1)) __builtin_trap();
-      if (columns && table.values.size(1) != *columns) __builtin_trap();
+      check(torchfit::read_csv(in, "fuzz.csv", o), o);
     } catch (const torchfit::DataError&) {
       // Refused with a message naming the line and column: expected for bad input.
     }
