@@ -221,7 +221,7 @@ BOOST_AUTO_TEST_CASE(bad_checkpoints_and_inputs_exit_1_with_the_reason) {
       {"evaluate --model dnn_binary --ckpt-path empty", "is empty"},
       {"evaluate --model dnn_binary --ckpt-path linear", "written for model 'linear_regression', not 'dnn_binary'"},
       {"predict --model dnn_binary --input wide.csv --output p.csv", "wide.csv:1: 3 columns, but the model takes 2"},
-      {"predict --model dnn_binary --input text.csv --output p.csv", "text.csv:3:2: 'abc' is not a number"},
+      {"predict --model dnn_binary --input text.csv --output p.csv", "text.csv:3:2 ('x2'): 'abc' is not a number"},
       {"predict --model dnn_binary --input ragged.csv --output p.csv", "ragged.csv:2: 1 columns, expected 2"},
       {"predict --model dnn_binary --input none.csv --output p.csv", "cannot read 'none.csv'"},
   };
