@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <iomanip>
 #include <limits>
@@ -29,10 +30,12 @@ std::string_view trim(std::string_view s) {
 }
 
 // Splits one line into cells, honouring quotes ("a,b" and "" for a quote). Cells are views
-// into `line` or, for quoted cells with escaped quotes, into `scratch`.
+// into `line` or, for quoted cells with escaped quotes, into `scratch`: a deque, whose
+// elements stay put as it grows (a vector's would move, leaving the views dangling: the
+// CSV fuzzer found exactly that).
 // Returns false for an unterminated quote.
 bool split(std::string_view line, char delimiter, std::vector<std::string_view>& cells,
-           std::vector<std::string>& scratch) {
+           std::deque<std::string>& scratch) {
   cells.clear();
   scratch.clear();
   size_t i = 0;
@@ -200,7 +203,7 @@ CsvData read_csv(std::istream& in, const std::string& origin, const CsvOptions& 
   int64_t rows = 0, lines_seen = 0;
   std::vector<std::pair<int64_t, int64_t>> missing;  // (row, feature) to fill by the mean
   std::vector<std::string_view> cells;
-  std::vector<std::string> scratch;
+  std::deque<std::string> scratch;
   std::string line;
   auto where = [&](int64_t line_no, int64_t column) {
     std::string w = origin + ":" + std::to_string(line_no);

@@ -79,6 +79,10 @@ BOOST_AUTO_TEST_CASE(quoted_fields) {
   BOOST_TEST(d.feature_names == std::vector<std::string>({"a, b"}), boost::test_tools::per_element());
   BOOST_TEST(values(d.targets) == std::vector<float>({2}), boost::test_tools::per_element());
   BOOST_TEST(error("a,b\n\"1,2\n").find("d.csv:2: a quoted field is not closed") != std::string::npos);
+  // Several cells with escaped quotes on one line (each kept apart while the line is read).
+  const auto many = read("\"a\"\"1\",\"b\"\"2\",\"c\"\"3\",\"d\"\"4\",\"e\"\"5\"\n1,2,3,4,5\n");
+  BOOST_TEST(many.header == std::vector<std::string>({"a\"1", "b\"2", "c\"3", "d\"4", "e\"5"}),
+             boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(missing_values_rejected_or_filled) {
