@@ -54,6 +54,42 @@ void add_model_options(po::options_description& d, bool train) {
              : "metrics to report (default: those of the run, or the model's)");
 }
 
+// The user's CSV data (docs/data.md). Train records them in FILE.ini, so evaluate and predict
+// read their files the same way.
+void add_data_options(po::options_description& d, const std::string& command) {
+  const char* data_text =
+      command == "train"      ? "train on this CSV file instead of the model's own data (needs --target)"
+      : command == "evaluate" ? "evaluate on every row of this CSV file (default: the run's validation data)"
+      : command == "predict"  ? "the CSV file to predict on, one row per sample (its target column, if any, is ignored)"
+                              : "a CSV file of the model's input, to size the net from (the mlp model needs one)";
+  d.add_options()("data", po::value<std::string>()->value_name("FILE.csv"), data_text);
+  if (command == "train") {
+    d.add_options()                                                                            //
+        ("val-data", po::value<std::string>()->value_name("FILE.csv"), "validation data (default: --val-split of --data)")  //
+        ("val-split", po::value<double>()->value_name("F")->default_value(0.2, "0.2"),
+         "fraction of --data held out for validation (seeded) when there is no --val-data");
+  }
+  d.add_options()  //
+      ("target", po::value<std::string>()->value_name("COLUMN"),
+       "the column to predict: a header name or a 1-based index")  //
+      ("features", po::value<std::string>()->value_name("LIST"),
+       "feature columns: names, 1-based indices and ranges like 2-5 (default: every column but the target)")  //
+      ("delimiter", po::value<std::string>()->value_name("C")->default_value("comma"),
+       "cell separator: comma, semicolon, tab, pipe, space or the character")  //
+      ("missing", po::value<std::string>()->value_name("POLICY")->default_value("error"),
+       "empty or NA feature cells: error (names the cell), zero, or mean (of the column in that file)");
+}
+
+po::options_description data_options(const std::string& command) {
+  po::options_description d("Data options (CSV files; see docs/data.md)");
+  add_data_options(d, command);
+  return d;
+}
+
+bool takes_data(const std::string& command) {
+  return command == "train" || command == "evaluate" || command == "predict" || command == "summary";
+}
+
 po::options_description command_options(const std::string& command) {
   po::options_description d(command + " options");
   if (command == "train") {
@@ -96,11 +132,19 @@ po::options_description command_options(const std::string& command) {
     d.add_options()  //
         ("ckpt-path", po::value<std::string>()->value_name("FILE")->default_value("checkpoint"),
          "weights to predict with (FILE.ini, written by train, supplies the run's settings)")  //
-        ("input", po::value<std::string>()->value_name("FILE.csv"), "features, one row per sample, header optional")  //
         ("output", po::value<std::string>()->value_name("FILE.csv"), "where to write one prediction row per input row");
   } else if (command == "summary") {
     d.add_options()("model", po::value<std::string>()->value_name("NAME"), "model plugin to show");
   }
+  return d;
+}
+
+// Everything the runner itself understands for `command`.
+po::options_description runner_options(const std::string& command) {
+  po::options_description d;
+  d.add(command_options(command));
+  if (takes_data(command)) d.add(data_options(command));
+  d.add(general_options());
   return d;
 }
 
@@ -109,11 +153,9 @@ const std::set<std::string>& all_runner_keys() {
   static const std::set<std::string> keys = [] {
     std::set<std::string> k;
     for (const auto& [command, text] : commands()) {
-      const auto options = command_options(command);
+      const auto options = runner_options(command);
       for (const auto& opt : options.options()) k.insert(opt->long_name());
     }
-    const auto general = general_options();
-    for (const auto& opt : general.options()) k.insert(opt->long_name());
     k.erase("help");
     return k;
   }();
@@ -122,21 +164,40 @@ const std::set<std::string>& all_runner_keys() {
 
 std::string default_text(const po::option_description& opt) {
   const auto param = opt.format_parameter();
-  const auto pos = param.find("(=");
-  return pos == std::string::npos ? "" : param.substr(pos + 2, param.size() - pos - 3);
+  // "LIST (=64,32)"; an implicit value comes first: "[=arg(=1)] (=0)".
+  const auto pos = param.rfind(" (=");
+  return pos == std::string::npos ? "" : param.substr(pos + 3, param.size() - pos - 4);
 }
 
-// Adds --<plugin>.<option> for each option of the plugin, as text: the plugin parses it.
-void add_plugin_group(po::options_description& all, const PluginEntry& entry) {
-  po::options_description group(std::string(kind_name(entry.info.kind)) + " plugin '" + entry.info.name +
-                                "' (--" + entry.info.name + ".<option>, or [" + entry.info.name + "] in a config file)");
+// A model's options may also be given without the prefix (--task for --mlp.task), unless the
+// runner has an option of that name (which then sets the model's, as for every plugin).
+bool unprefixed(const PluginEntry& entry, const std::string& option, const std::string& command) {
+  return entry.info.kind == PluginKind::Model && !runner_options(command).find_nothrow(option, false);
+}
+
+// Adds --<plugin>.<option> for each option of the plugin, as text: the plugin parses it. For a
+// model, also --<option> (shown that way in help).
+void add_plugin_group(po::options_description& all, const PluginEntry& entry, const std::string& command,
+                      bool for_help = false) {
+  const bool model = entry.info.kind == PluginKind::Model;
+  po::options_description group(std::string(kind_name(entry.info.kind)) + " plugin '" + entry.info.name + "' (--" +
+                                (model ? "<option> or --" : "") + entry.info.name + ".<option>, or [" +
+                                entry.info.name + "] in a config file)");
   for (const auto& opt : entry.info.options->options()) {
-    auto* value = po::value<std::string>();
-    const auto def = default_text(*opt);
-    if (!def.empty()) value->default_value(def);
-    if (opt->semantic()->min_tokens() == 0) value->implicit_value("true");
-    group.add(boost::make_shared<po::option_description>((entry.info.name + "." + opt->long_name()).c_str(), value,
-                                                         opt->description().c_str()));
+    std::vector<std::string> names;
+    const bool bare = unprefixed(entry, opt->long_name(), command);
+    if (bare) names.push_back(opt->long_name());
+    if (!bare || !for_help) names.push_back(entry.info.name + "." + opt->long_name());
+    for (const auto& name : names) {
+      auto* value = po::value<std::string>();
+      const auto param = opt->format_parameter();  // "LIST (=64,32)", "arg", "[=arg(=1)] (=0)"
+      const auto value_name = param.substr(0, param.find(" (="));
+      if (!value_name.empty() && value_name != "arg" && value_name[0] != '[') value->value_name(value_name);
+      const auto def = default_text(*opt);
+      if (!def.empty()) value->default_value(def);
+      if (opt->semantic()->min_tokens() == 0) value->implicit_value("true");
+      group.add(boost::make_shared<po::option_description>(name.c_str(), value, opt->description().c_str()));
+    }
   }
   all.add(group);
 }
@@ -275,8 +336,7 @@ Invocation parse(int argc, char** argv) {
     }
   }
 
-  po::options_description runner;
-  runner.add(command_options(inv.command)).add(general_options());
+  const po::options_description runner = runner_options(inv.command);
 
   // Pass 1: the runner's own options, to learn the config file, plugin folders and plugins.
   po::variables_map first;
@@ -371,7 +431,7 @@ Invocation parse(int argc, char** argv) {
   // Pass 2: everything, strictly.
   po::options_description all;
   all.add(runner);
-  for (const auto* entry : loaded) add_plugin_group(all, *entry);
+  for (const auto* entry : loaded) add_plugin_group(all, *entry, inv.command);
   store_command_line(args, all, inv.options, inv.registry.get(), inv.command);
 
   for (const auto& e : inv.config) {
@@ -386,6 +446,7 @@ Invocation parse(int argc, char** argv) {
             po::command_line_parser(std::vector<std::string>{"--" + e.key + "=" + e.value}).options(all).run();
         inv.options.erase(e.key);
         po::store(parsed, inv.options);
+        inv.config_keys.insert(e.key);
       } catch (const po::error& err) {
         throw ConfigError(where + err.what());
       }
@@ -421,12 +482,42 @@ Invocation parse(int argc, char** argv) {
     throw ConfigError(std::string(e.what()) + " (see: torchfit " + inv.command + " --help)");
   }
 
-  // Route the plugin values to their plugins, as that plugin's own (unprefixed) options.
+  // Route the plugin values to their plugins, as that plugin's own (unprefixed) options; a
+  // model's options given without the prefix become --<model>.<option>.
+  const PluginEntry* model = nullptr;
+  for (const auto* entry : loaded) {
+    if (entry->info.kind == PluginKind::Model) model = entry;
+  }
+  std::vector<std::string> moved;
+  auto bare_model_option = [&](const std::string& key) {
+    return model && key.find('.') == std::string::npos && !runner.find_nothrow(key, false) &&
+           model->info.options->find_nothrow(key, false);
+  };
   for (const auto& [key, value] : inv.options) {
     const auto dot = key.find('.');
+    if (bare_model_option(key)) {
+      const auto prefixed = model->info.name + "." + key;
+      const bool overridden = inv.config_keys.count(key) && inv.has(prefixed) && !inv.config_keys.count(prefixed);
+      if (!value.defaulted() && !overridden) {
+        inv.plugin_values[model->info.name].push_back("--" + key + "=" + text_of(value.value()));
+      }
+      moved.push_back(key);
+      continue;
+    }
     if (dot == std::string::npos || value.defaulted()) continue;
+    if (model && key.substr(0, dot) == model->info.name) {
+      // --task and --mlp.task: the command line wins over the config file; both given is an error.
+      const auto bare = key.substr(dot + 1);
+      if (inv.has(bare) && bare_model_option(bare)) {
+        if (inv.config_keys.count(key)) continue;
+        if (!inv.config_keys.count(bare)) {
+          throw ConfigError("--" + bare + " and --" + key + " are the same option; give it once");
+        }
+      }
+    }
     inv.plugin_values[key.substr(0, dot)].push_back("--" + key.substr(dot + 1) + "=" + text_of(value.value()));
   }
+  for (const auto& key : moved) inv.options.erase(key);
   return inv;
 }
 
@@ -437,12 +528,14 @@ std::string help(const Invocation& inv) {
     if (name == inv.command) text = t;
   }
   out << "Usage: torchfit " << inv.command << " [options]\n\n" << text << ".\n\n";
-  out << command_options(inv.command) << "\n" << general_options() << "\n";
+  out << command_options(inv.command) << "\n";
+  if (takes_data(inv.command)) out << data_options(inv.command) << "\n";
+  out << general_options() << "\n";
   std::set<std::string> shown;
   auto show = [&](const PluginEntry& entry) {
     if (!shown.insert(entry.info.name).second || entry.info.options->options().empty()) return;
     po::options_description group;
-    add_plugin_group(group, entry);
+    add_plugin_group(group, entry, inv.command, true);
     out << group << "\n";
   };
   if (inv.options.count("model")) {

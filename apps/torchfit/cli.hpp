@@ -4,6 +4,7 @@
 #include <boost/program_options.hpp>
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ struct Invocation {
   bool has(const std::string& key) const { return options.count(key) && !options[key].defaulted(); }
 
   std::map<std::string, std::vector<std::string>> plugin_values;  ///< plugin -> {"--opt=value", ...}
+  std::set<std::string> config_keys;  ///< runner options whose value came from the config file
+  /// Given on the command line (not only in the config file, and not a default).
+  bool on_command_line(const std::string& key) const { return has(key) && !config_keys.count(key); }
 };
 
 /// The commands and their one-line descriptions, in the order --help lists them.

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include <torchfit/torchfit.hpp>
@@ -42,6 +43,32 @@ void set_option(Invocation& inv, const std::string& key, boost::any value) {
   inv.options.insert({key, po::variable_value(std::move(value), false)});
 }
 
+// How to read the user's CSV files: --target, --features, --delimiter, --missing.
+CsvOptions csv_options(const Invocation& inv) {
+  CsvOptions o;
+  o.delimiter = parse_csv_delimiter(inv.options["delimiter"].as<std::string>(), "--delimiter");
+  o.missing = parse_csv_missing(inv.options["missing"].as<std::string>(), "--missing");
+  if (inv.options.count("target")) o.target = inv.options["target"].as<std::string>();
+  if (inv.options.count("features")) o.features = inv.options["features"].as<std::string>();
+  return o;
+}
+
+// A labelled CSV file, with the targets as the model trains on them.
+TensorDataset read_labelled(ModelPlugin& model, const fs::path& file, const CsvOptions& options) {
+  if (options.target.empty()) {
+    std::string first_line;
+    std::ifstream in(file);
+    std::getline(in, first_line);
+    if (first_line.size() > 200) first_line = first_line.substr(0, 200) + "...";
+    throw ConfigError("--data needs --target COLUMN: the column to predict, a header name or a 1-based index" +
+                      (first_line.empty() ? std::string() : " (" + file.string() + " begins: " + first_line + ")"));
+  }
+  const auto csv = read_csv(file, options);
+  return TensorDataset(csv.features, model.make_targets(csv.targets, file.string()));
+}
+
+enum class Purpose { Train, Evaluate, Predict, Summary };
+
 // The model, its net and data, and the metrics: what every command but plugins needs.
 struct Setup {
   std::string name;
@@ -54,7 +81,64 @@ struct Setup {
   uint64_t seed = 0;
 };
 
-Setup set_up(Invocation& inv, bool with_data, bool with_metrics) {
+// The run's data: the model's own, or the user's CSV files (--data, --val-data or --val-split).
+DataSplits user_or_model_data(Invocation& inv, Setup& s, Purpose purpose) {
+  if (!inv.has("data")) {
+    for (const char* key : {"val-data", "target", "features"}) {
+      if (purpose == Purpose::Train && inv.has(key)) {
+        throw ConfigError(std::string("--") + key + " goes with --data FILE.csv (the model's own data has none)");
+      }
+    }
+    return s.model->make_data(s.seed);
+  }
+  const auto csv = csv_options(inv);
+  const fs::path data = inv.options["data"].as<std::string>();
+  if (purpose == Purpose::Evaluate && inv.on_command_line("data")) return {{}, read_labelled(*s.model, data, csv)};
+  if (purpose == Purpose::Summary && csv.target.empty()) {
+    return {TensorDataset(read_csv(data, csv).features), {}};
+  }
+  // Train's own options; evaluate finds them in the run's settings (FILE.ini).
+  auto train_option = [&](const std::string& key) -> std::optional<std::string> {
+    if (purpose == Purpose::Train) {
+      return inv.has(key) ? std::optional(inv.options[key].as<std::string>()) : std::nullopt;
+    }
+    for (const auto& e : inv.config) {
+      if (e.key == key) return e.value;
+    }
+    return std::nullopt;
+  };
+  auto all = read_labelled(*s.model, data, csv);
+  DataSplits splits;
+  if (const auto val_data = train_option("val-data")) {
+    splits = {all, read_labelled(*s.model, *val_data, csv)};
+  } else {
+    double f = 0.2;
+    if (purpose == Purpose::Train) {
+      f = inv.options["val-split"].as<double>();
+    } else if (const auto text = train_option("val-split")) {
+      try {
+        f = std::stod(*text);
+      } catch (const std::exception&) {
+        throw ConfigError("val-split in the run's settings is not a number: '" + *text + "'");
+      }
+    }
+    if (!(f > 0 && f < 1)) {
+      throw ConfigError("--val-split must be between 0 and 1 (the fraction held out for validation), got " +
+                        format_value(f) + "; or give --val-data FILE.csv");
+    }
+    const auto val = static_cast<int64_t>(std::llround(f * static_cast<double>(all.size())));
+    if (val < 1 || val >= all.size()) {
+      throw DataError("--val-split " + format_value(f) + " of " + std::to_string(all.size()) + " rows of " +
+                      data.string() + " leaves " + (val < 1 ? "no validation rows" : "no training rows") +
+                      "; give more data or another fraction");
+    }
+    auto parts = random_split(all, std::vector<int64_t>{all.size() - val, val}, s.seed);
+    splits = {parts[0], parts[1]};
+  }
+  return splits;
+}
+
+Setup set_up(Invocation& inv, Purpose purpose, bool with_metrics) {
   Setup s;
   s.name = required(inv, "model", "NAME");
   s.entry = &inv.registry->find(s.name, PluginKind::Model);
@@ -62,7 +146,18 @@ Setup set_up(Invocation& inv, bool with_data, bool with_metrics) {
   s.seed = inv.options.count("seed") ? inv.options["seed"].as<uint64_t>() : 2;
   s.batch_size = inv.options.count("batch-size") ? positive<int64_t>(inv, "batch-size") : s.model->default_batch_size();
   seed_everything(s.seed);
-  if (with_data) s.data = s.model->make_data(s.seed);
+  if (purpose != Purpose::Predict) s.data = user_or_model_data(inv, s, purpose);
+  if (inv.has("data") && (purpose == Purpose::Train || purpose == Purpose::Summary)) {
+    s.model->adapt(s.data.train);
+    // Record what the model learned from the data, so evaluate and predict build the same net.
+    auto& values = inv.plugin_values[s.name];
+    for (const auto& [key, value] : s.model->learned_options()) {
+      values.erase(std::remove_if(values.begin(), values.end(),
+                                  [&, &k = key](const std::string& v) { return v.rfind("--" + k + "=", 0) == 0; }),
+                   values.end());
+      values.push_back("--" + key + "=" + value);
+    }
+  }
   s.net = s.model->make_net();
   if (with_metrics) {
     const auto names = inv.metrics.empty() ? s.model->default_metrics() : inv.metrics;
@@ -130,7 +225,7 @@ int run_train(Invocation& inv) {
     return 0;
   }
 
-  Setup s = set_up(inv, true, true);
+  Setup s = set_up(inv, Purpose::Train, true);
   const auto defaults = s.model->default_optimizer();
   const auto optimizer_name = inv.options.count("optimizer") ? inv.options["optimizer"].as<std::string>() : defaults.name;
   const double lr = inv.options.count("lr") ? positive<double>(inv, "lr") : defaults.lr;
@@ -244,7 +339,7 @@ int run_train(Invocation& inv) {
 
 int run_evaluate(Invocation& inv) {
   const auto device = parse_device(inv.options["device"].as<std::string>());
-  Setup s = set_up(inv, true, true);
+  Setup s = set_up(inv, Purpose::Evaluate, true);
   load_weights(s.net, inv.options["ckpt-path"].as<std::string>(), s.name);
   Trainer trainer(s.net, s.model->make_loss(), s.metrics);
   trainer.to(device);
@@ -264,16 +359,24 @@ int run_evaluate(Invocation& inv) {
 }
 
 int run_predict(Invocation& inv) {
-  const fs::path input = required(inv, "input", "FILE.csv (the features to predict on)");
+  // The run's settings (FILE.ini) hold the training data's name: the file to predict on must
+  // be named here.
+  if (!inv.on_command_line("data")) {
+    throw ConfigError("'torchfit predict' needs --data FILE.csv (the features to predict on)");
+  }
+  const fs::path input = inv.options["data"].as<std::string>();
   const fs::path output = required(inv, "output", "FILE.csv (where to write the predictions)");
   check_writable_parent(output, "output file");
   const auto device = parse_device(inv.options["device"].as<std::string>());
-  Setup s = set_up(inv, false, false);
+  Setup s = set_up(inv, Purpose::Predict, false);
   load_weights(s.net, inv.options["ckpt-path"].as<std::string>(), s.name);
-  const auto table = read_numeric_csv(input, s.model->input_features());
+  auto csv = csv_options(inv);
+  csv.ignore_target = true;
+  csv.expected_features = s.model->input_features();
+  const auto table = read_csv(input, csv);
   Trainer trainer(s.net, s.model->make_loss());
   trainer.to(device);
-  const auto outputs = trainer.predict(table.values, s.batch_size);
+  const auto outputs = trainer.predict(table.features, s.batch_size);
   const auto predictions = s.model->to_predictions(outputs);
   write_csv(output, predictions.columns, predictions.values);
   std::cout << "wrote " << predictions.values.size(0) << " predictions (" ;
@@ -283,7 +386,7 @@ int run_predict(Invocation& inv) {
 }
 
 int run_summary(Invocation& inv) {
-  Setup s = set_up(inv, true, false);
+  Setup s = set_up(inv, Purpose::Summary, false);
   std::cout << summary(s.net, s.data.train.features().narrow(0, 0, 1));
   return 0;
 }

@@ -218,7 +218,12 @@ CsvData read_csv(std::istream& in, const std::string& origin, const CsvOptions& 
     if (names.empty()) {
       for (int64_t c = 1; c <= width; ++c) names.push_back("column " + std::to_string(c));
     }
-    if (!options.target.empty()) {
+    // Predict's input may lack a target named in the header of the training file.
+    int64_t index = 0;
+    const auto& t = options.target;
+    const bool is_index = std::from_chars(t.data(), t.data() + t.size(), index).ptr == t.data() + t.size();
+    const bool absent = options.ignore_target && !is_index && std::find(names.begin(), names.end(), t) == names.end();
+    if (!options.target.empty() && !absent) {
       target = find_column(options.target, names, origin, "target");  // without a header: an index
       data.target_name = names[*target];
     }
@@ -270,7 +275,7 @@ CsvData read_csv(std::istream& in, const std::string& origin, const CsvOptions& 
       if (!v) throw DataError(where(line_no, c) + "'" + std::string(cells[c]) + "' is not a number");
       features.push_back(*v);
     }
-    if (target) {
+    if (target && !options.ignore_target) {
       const auto& cell = cells[*target];
       if (is_missing(cell)) throw DataError(where(line_no, *target) + "the target is missing");
       const auto v = parse_number(cell);
@@ -301,7 +306,7 @@ CsvData read_csv(std::istream& in, const std::string& origin, const CsvOptions& 
     }
   }
   data.features = torch::from_blob(features.data(), {rows, nf}, torch::kFloat).clone();
-  if (target) data.targets = torch::from_blob(targets.data(), {rows, 1}, torch::kFloat).clone();
+  if (target && !options.ignore_target) data.targets = torch::from_blob(targets.data(), {rows, 1}, torch::kFloat).clone();
   return data;
 }
 

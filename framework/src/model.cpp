@@ -1,6 +1,8 @@
 // ModelPlugin's default prediction columns.
 #include "torchfit/model.hpp"
 
+#include "torchfit/errors.hpp"
+
 namespace torchfit {
 
 Predictions ModelPlugin::to_predictions(const torch::Tensor& outputs) const {
@@ -15,6 +17,16 @@ Predictions ModelPlugin::to_predictions(const torch::Tensor& outputs) const {
   }
   p.values = values;
   return p;
+}
+
+torch::Tensor ModelPlugin::make_targets(const torch::Tensor& column, const std::string&) { return column; }
+
+void ModelPlugin::adapt(const TensorDataset& train) {
+  const auto width = train.features().size(1);
+  if (width != input_features()) {
+    throw DataError("this model takes " + std::to_string(input_features()) + " features per sample, the data has " +
+                    std::to_string(width) + "; choose the columns with --features");
+  }
 }
 
 }  // namespace torchfit

@@ -68,6 +68,13 @@ class LibraryModel final : public ModelPlugin {
   DataSplits make_data(uint64_t seed) const override { return inner_->make_data(seed); }
   int64_t input_features() const override { return inner_->input_features(); }
   Predictions to_predictions(const torch::Tensor& outputs) const override { return inner_->to_predictions(outputs); }
+  torch::Tensor make_targets(const torch::Tensor& column, const std::string& origin) override {
+    return inner_->make_targets(column, origin);
+  }
+  void adapt(const TensorDataset& train) override { inner_->adapt(train); }
+  std::vector<std::pair<std::string, std::string>> learned_options() const override {
+    return inner_->learned_options();
+  }
 
  private:
   std::shared_ptr<ModelPlugin> inner_;  // destroyed before library_

@@ -39,6 +39,10 @@ struct TORCHFIT_EXPORT CsvOptions {
   std::string features;
   CsvMissing missing = CsvMissing::Error;  ///< for feature cells; a missing target is always an error
   std::optional<int64_t> expected_features;  ///< refuse another feature count (the model's input width)
+  /// Predict's input: the target column, named by `target`, is left out when the file has one
+  /// (its cells are not read, and may be empty) and is no error when it has none. A target given
+  /// by index is then always taken to be there (the file has the training file's layout).
+  bool ignore_target = false;
 };
 
 /// A numeric table read from CSV.

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "torchfit/data.hpp"
@@ -42,10 +43,26 @@ class TORCHFIT_EXPORT ModelPlugin {
   virtual std::vector<std::string> default_metrics() const = 0;
   virtual OptimizerDefaults default_optimizer() const { return {}; }
   virtual int64_t default_batch_size() const { return 32; }
-  /// The model's own data, generated from `seed` (the same seed gives the same data).
+  /// The model's own data, generated from `seed` (the same seed gives the same data). A model
+  /// that only trains on the user's data (`--data`) throws ConfigError saying so.
   virtual DataSplits make_data(uint64_t seed) const = 0;
   /// Features per sample, for reading prediction inputs (CSV columns).
   virtual int64_t input_features() const = 0;
+
+  // The user's data (`torchfit train --data FILE.csv --target COLUMN`). The runner reads the
+  // files, turns the target column into targets with make_targets(), lets the model adapt() to
+  // the training split, then calls make_net().
+
+  /// The targets the loss expects, from the target column ([rows, 1], float32) of `origin`.
+  /// Throws DataError for values the model cannot learn (naming the row). Called for every
+  /// labelled file of a run (training and validation) before adapt(). By default: as read.
+  virtual torch::Tensor make_targets(const torch::Tensor& column, const std::string& origin);
+  /// Learns what the net needs from the training split, before make_net(): input width,
+  /// classes, standardization statistics. By default: checks the width is input_features().
+  virtual void adapt(const TensorDataset& train);
+  /// What adapt() learned that evaluate and predict need to rebuild the same net, as option
+  /// values of this plugin ({"inputs", "10"}); the runner records them in the run's settings.
+  virtual std::vector<std::pair<std::string, std::string>> learned_options() const { return {}; }
   /// Turns the net's raw outputs into what a user reads (probabilities, classes, values).
   /// By default: the outputs themselves, as `prediction` (or prediction_0, prediction_1, ...).
   virtual Predictions to_predictions(const torch::Tensor& outputs) const;

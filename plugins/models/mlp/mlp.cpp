@@ -1,0 +1,255 @@
+// A configurable multi-layer perceptron for the user's own CSV data: binary, multi-class or
+// regression, with optional standardization whose statistics live in the checkpoint.
+#include <torchfit/logs.hpp>
+#include <torchfit/plugin.hpp>
+#include <torchfit/registry.hpp>
+
+#include <algorithm>
+#include <sstream>
+
+namespace {
+
+namespace po = boost::program_options;
+using torch::Tensor;
+
+enum class Task { Binary, Multiclass, Regression };
+
+Task parse_task(const std::string& text) {
+  if (text == "binary") return Task::Binary;
+  if (text == "multiclass") return Task::Multiclass;
+  if (text == "regression") return Task::Regression;
+  const char* tasks = "binary (one 0/1 target), multiclass (class indices 0, 1, 2, ...) or regression (numbers)";
+  if (text.empty()) throw torchfit::ConfigError(std::string("the mlp model needs --task: ") + tasks);
+  const auto guess = torchfit::closest_name(text, {"binary", "multiclass", "regression"});
+  throw torchfit::ConfigError("unknown --task '" + text + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
+                              " Tasks: " + tasks);
+}
+
+// (x - mean) / std with the training split's statistics, kept as buffers: they are saved with
+// the weights, so evaluate and predict standardize exactly as training did.
+struct StandardizeImpl : torch::nn::Module {
+  explicit StandardizeImpl(int64_t features)
+      : mean(register_buffer("mean", torch::zeros({features}))), std(register_buffer("std", torch::ones({features}))) {}
+  Tensor forward(const Tensor& x) { return (x - mean) / std; }
+  void pretty_print(std::ostream& out) const override { out << "Standardize(features=" << mean.size(0) << ")"; }
+  Tensor mean, std;
+};
+TORCH_MODULE(Standardize);
+
+class Mlp final : public torchfit::ModelPlugin {
+ public:
+  Mlp(Task task, std::vector<int64_t> hidden, double dropout, std::string activation, bool standardize, int64_t inputs,
+      int64_t classes)
+      : task_(task),
+        hidden_(std::move(hidden)),
+        dropout_(dropout),
+        activation_(std::move(activation)),
+        standardize_(standardize),
+        inputs_(inputs),
+        classes_(classes) {}
+
+  torchfit::Net make_net() const override {
+    if (inputs_ == 0) {
+      throw torchfit::ConfigError(
+          "the mlp model learns its input width from the data: train it with --data FILE.csv --target COLUMN "
+          "(evaluate and predict read the width from the checkpoint's .ini file, or give --mlp.inputs N)");
+    }
+    if (task_ == Task::Multiclass && classes_ < 2) {
+      throw torchfit::ConfigError("the mlp model learns its classes from the data: train it with --data, or give "
+                                  "--mlp.classes N (at least 2)");
+    }
+    torch::nn::Sequential net;
+    if (standardize_) {
+      Standardize s(inputs_);
+      if (mean_.defined()) {
+        s->mean.copy_(mean_);
+        s->std.copy_(std_);
+      }
+      net->push_back("standardize", s);
+    }
+    int64_t width = inputs_;
+    for (size_t i = 0; i < hidden_.size(); ++i) {
+      net->push_back("linear" + std::to_string(i), torch::nn::Linear(width, hidden_[i]));
+      if (activation_ == "relu") net->push_back(torch::nn::ReLU());
+      if (activation_ == "tanh") net->push_back(torch::nn::Tanh());
+      if (activation_ == "gelu") net->push_back(torch::nn::GELU());
+      if (dropout_ > 0) net->push_back(torch::nn::Dropout(dropout_));
+      width = hidden_[i];
+    }
+    net->push_back("output", torch::nn::Linear(width, task_ == Task::Multiclass ? classes_ : 1));
+    return net;
+  }
+
+  torchfit::Loss make_loss() const override {
+    if (task_ == Task::Binary) return torch::nn::BCEWithLogitsLoss();
+    if (task_ == Task::Multiclass) return torch::nn::CrossEntropyLoss();
+    return torch::nn::MSELoss();
+  }
+  std::vector<std::string> default_metrics() const override {
+    if (task_ == Task::Binary) return {"acc", "auc"};
+    if (task_ == Task::Multiclass) return {"accuracy"};
+    return {"mae", "r2"};
+  }
+  torchfit::OptimizerDefaults default_optimizer() const override { return {"adam", 1e-3}; }
+  int64_t default_batch_size() const override { return 64; }
+  int64_t input_features() const override { return inputs_; }
+
+  torchfit::DataSplits make_data(uint64_t) const override {
+    throw torchfit::ConfigError(
+        "the mlp model has no data of its own: give --data FILE.csv --target COLUMN (and --val-data FILE.csv "
+        "or --val-split F); see docs/data.md");
+  }
+
+  Tensor make_targets(const Tensor& column, const std::string& origin) override {
+    if (task_ == Task::Regression) return column;
+    const auto values = column.reshape({-1});
+    auto fail_at = [&](const Tensor& bad, const std::string& why) {
+      const auto row = bad.nonzero().index({0, 0}).item<int64_t>();
+      std::ostringstream v;
+      v << values[row].item<float>();
+      throw torchfit::DataError("'" + origin + "', data row " + std::to_string(row + 1) + ": target " + v.str() +
+                                " " + why);
+    };
+    if (task_ == Task::Binary) {
+      const auto bad = (values != 0) & (values != 1);
+      if (bad.any().item<bool>()) fail_at(bad, "is not 0 or 1 (a binary task; use --task multiclass for classes)");
+      return column;
+    }
+    const auto bad = (values < 0) | (values != values.round());
+    if (bad.any().item<bool>()) {
+      fail_at(bad, "is not a class index 0, 1, 2, ... (a multiclass task; use --task regression for numbers)");
+    }
+    const auto classes = values.max().item<int64_t>() + 1;
+    if (classes_ > 0 && !adapted_ && classes > classes_) {
+      // The net is fixed (evaluate, predict, or --mlp.classes given): a class it has no output for.
+      fail_at(values >= classes_, "is beyond the model's " + std::to_string(classes_) + " classes (0 to " +
+                                      std::to_string(classes_ - 1) + ")");
+    }
+    labels_seen_ = std::max(labels_seen_, classes);
+    return values.to(torch::kLong);
+  }
+
+  void adapt(const torchfit::TensorDataset& train) override {
+    const auto width = train.features().size(1);
+    if (inputs_ > 0 && inputs_ != width) {
+      throw torchfit::DataError("mlp.inputs is " + std::to_string(inputs_) + " but the training data has " +
+                                std::to_string(width) + " feature columns");
+    }
+    inputs_ = width;
+    if (task_ == Task::Multiclass) {
+      if (classes_ == 0) classes_ = labels_seen_;
+      if (classes_ < 2) {
+        throw torchfit::DataError("a multiclass task needs at least two classes; the data has only class 0 "
+                                  "(use --task binary or regression?)");
+      }
+    }
+    if (standardize_) {
+      const auto x = train.features().to(torch::kDouble);
+      mean_ = x.mean(0).to(torch::kFloat);
+      // Population std, like scikit-learn's StandardScaler; constant columns are left as they are.
+      auto s = x.std(0, /*unbiased=*/false).to(torch::kFloat);
+      std_ = torch::where(s > 0, s, torch::ones_like(s));
+    }
+    adapted_ = true;
+  }
+
+  std::vector<std::pair<std::string, std::string>> learned_options() const override {
+    std::vector<std::pair<std::string, std::string>> learned{{"inputs", std::to_string(inputs_)}};
+    if (task_ == Task::Multiclass) learned.emplace_back("classes", std::to_string(classes_));
+    return learned;
+  }
+
+  torchfit::Predictions to_predictions(const Tensor& outputs) const override {
+    const auto out = outputs.detach().to(torch::kCPU, torch::kDouble);
+    if (task_ == Task::Binary) {
+      auto p = torch::sigmoid(out).reshape({-1, 1});
+      return {{"probability", "class"}, torch::cat({p, (p >= 0.5).to(torch::kDouble)}, 1)};
+    }
+    if (task_ == Task::Multiclass) {
+      torchfit::Predictions p;
+      for (int64_t c = 0; c < out.size(1); ++c) p.columns.push_back("probability_" + std::to_string(c));
+      p.columns.push_back("class");
+      p.values = torch::cat({torch::softmax(out, 1), out.argmax(1, true).to(torch::kDouble)}, 1);
+      return p;
+    }
+    return {{"prediction"}, out.reshape({-1, 1})};
+  }
+
+ private:
+  Task task_;
+  std::vector<int64_t> hidden_;
+  double dropout_;
+  std::string activation_;
+  bool standardize_;
+  int64_t inputs_;
+  int64_t classes_;
+  int64_t labels_seen_ = 0;
+  bool adapted_ = false;
+  Tensor mean_, std_;
+};
+
+std::vector<int64_t> parse_hidden(const std::string& text) {
+  std::vector<int64_t> sizes;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    const auto begin = item.find_first_not_of(" \t");
+    if (begin == std::string::npos) continue;
+    item = item.substr(begin, item.find_last_not_of(" \t") - begin + 1);
+    size_t used = 0;
+    long long n = 0;
+    try {
+      n = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || n < 1) {
+      throw torchfit::ConfigError("--hidden takes layer widths like 64,32 (positive integers), got '" + text + "'");
+    }
+    sizes.push_back(n);
+  }
+  return sizes;  // empty: no hidden layer, a linear (or logistic) model
+}
+
+torchfit::PluginInfo describe() {
+  torchfit::PluginInfo info(torchfit::PluginKind::Model, "mlp", "1.0.0",
+                            "multi-layer perceptron for your CSV data (--data, --target, --task)");
+  info.options->add_options()  //
+      ("task", po::value<std::string>()->value_name("TASK"),
+       "binary (BCE with logits; acc, auc), multiclass (cross-entropy; accuracy) or regression (MSE; mae, r2)")  //
+      ("hidden", po::value<std::string>()->value_name("LIST")->default_value("64,32"),
+       "hidden layer widths, comma-separated; 'none' or '' for a linear model")  //
+      ("activation", po::value<std::string>()->default_value("relu"), "relu, tanh or gelu")  //
+      ("dropout", po::value<double>()->default_value(0.0, "0"), "dropout after each hidden layer (0: none)")  //
+      ("standardize", po::value<bool>()->default_value(false)->implicit_value(true),
+       "standardize each feature with the training split's mean and std (kept in the checkpoint)")  //
+      ("inputs", po::value<int64_t>()->default_value(0), "input width (0: from the data; recorded by train)")  //
+      ("classes", po::value<int64_t>()->default_value(0),
+       "classes of a multiclass task (0: largest label + 1 in the data; recorded by train)");
+  return info;
+}
+
+std::shared_ptr<torchfit::ModelPlugin> create(const torchfit::PluginOptions& options) {
+  const auto task = parse_task(options.count("task") ? options["task"].as<std::string>() : "");
+  const auto hidden_text = options["hidden"].as<std::string>();
+  const auto hidden = hidden_text == "none" ? std::vector<int64_t>{} : parse_hidden(hidden_text);
+  const auto dropout = options["dropout"].as<double>();
+  if (!(dropout >= 0 && dropout < 1)) {
+    throw torchfit::ConfigError("--dropout must be in [0, 1), got " + torchfit::format_value(dropout));
+  }
+  const auto activation = options["activation"].as<std::string>();
+  if (activation != "relu" && activation != "tanh" && activation != "gelu") {
+    throw torchfit::ConfigError("--activation must be relu, tanh or gelu, got '" + activation + "'");
+  }
+  const auto inputs = options["inputs"].as<int64_t>();
+  const auto classes = options["classes"].as<int64_t>();
+  if (inputs < 0) throw torchfit::ConfigError("--mlp.inputs must be 0 (from the data) or positive");
+  if (classes < 0 || classes == 1) {
+    throw torchfit::ConfigError("--mlp.classes must be 0 (from the data) or at least 2, got " + std::to_string(classes));
+  }
+  return std::make_shared<Mlp>(task, hidden, dropout, activation, options["standardize"].as<bool>(), inputs, classes);
+}
+
+}  // namespace
+
+TORCHFIT_MODEL_PLUGIN(describe, create)
