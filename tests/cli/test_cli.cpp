@@ -41,7 +41,10 @@ BOOST_AUTO_TEST_CASE(version_and_help) {
   BOOST_TEST(has(th.out, "--epochs"));
   BOOST_TEST(has(th.out, "--early_stopping.patience"));
   BOOST_TEST(has(th.out, "--model_checkpoint.top-k"));
-  BOOST_TEST(has(th.out, "--dnn_binary.per-ring"));
+  // A model's options are shown without the prefix, which they also accept.
+  BOOST_TEST(has(th.out, "model plugin 'dnn_binary' (--<option> or --dnn_binary.<option>"));
+  BOOST_TEST(has(th.out, "  --per-ring arg (=2000)"));
+  BOOST_TEST(has(th.out, "--data FILE.csv"));
   BOOST_TEST(has(th.out, "--metrics.threshold"));
   BOOST_TEST(files_in(dir.path).empty());
 }
@@ -90,7 +93,7 @@ BOOST_AUTO_TEST_CASE(main_job_linear_regression_and_predict) {
   auto r = run_torchfit("train --model linear_regression --epochs 100 --patience 10", dir.path);
   BOOST_REQUIRE(r.rc == 0);
   test::write_file(dir / "points.csv", "x1,x2\n0,0\n1,0\n0,1\n");
-  auto p = run_torchfit("predict --model linear_regression --input points.csv --output predictions.csv", dir.path);
+  auto p = run_torchfit("predict --model linear_regression --data points.csv --output predictions.csv", dir.path);
   BOOST_REQUIRE(p.rc == 0);
   BOOST_TEST(has(p.out, "wrote 3 predictions"));
   auto table = torchfit::read_numeric_csv(dir / "predictions.csv");
@@ -146,7 +149,7 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
   const std::vector<Case> cases = {
       {"trian", "unknown command 'trian'; did you mean 'train'?"},
       {"", "no command given"},
-      {"train", "'torchfit train' needs --model NAME (models: dnn_binary, linear_regression)"},
+      {"train", "'torchfit train' needs --model NAME (models: dnn_binary, linear_regression, mlp)"},
       {"train --model dnn_binar", "unknown model 'dnn_binar'; did you mean 'dnn_binary'?"},
       {"train --model dnn_binary --callbacks early_stoping", "did you mean 'early_stopping'?"},
       {"train --model dnn_binary --metrics acc,aucc", "unknown metric 'aucc'; did you mean"},
@@ -169,7 +172,7 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       {"train --model dnn_binary --device tpu", "device 'tpu' is not a device name"},
       {"train --model dnn_binary --callbacks wrong_abi" + kTestPlugins, "this torchfit speaks"},
       {"train --model dnn_binary --callbacks not_a_plugin" + kTestPlugins, "is not a torchfit plugin"},
-      {"predict --model dnn_binary --input in.csv", "needs --output"},
+      {"predict --model dnn_binary --data in.csv", "needs --output"},
   };
   for (const auto& c : cases) {
     auto r = run_torchfit(c.args, dir.path);
@@ -220,10 +223,10 @@ BOOST_AUTO_TEST_CASE(bad_checkpoints_and_inputs_exit_1_with_the_reason) {
       {"evaluate --model dnn_binary --ckpt-path noise", "cannot be read"},
       {"evaluate --model dnn_binary --ckpt-path empty", "is empty"},
       {"evaluate --model dnn_binary --ckpt-path linear", "written for model 'linear_regression', not 'dnn_binary'"},
-      {"predict --model dnn_binary --input wide.csv --output p.csv", "wide.csv:1: 3 columns, but the model takes 2"},
-      {"predict --model dnn_binary --input text.csv --output p.csv", "text.csv:3:2 ('x2'): 'abc' is not a number"},
-      {"predict --model dnn_binary --input ragged.csv --output p.csv", "ragged.csv:2: 1 columns, expected 2"},
-      {"predict --model dnn_binary --input none.csv --output p.csv", "cannot read 'none.csv'"},
+      {"predict --model dnn_binary --data wide.csv --output p.csv", "wide.csv:1: 3 columns, but the model takes 2"},
+      {"predict --model dnn_binary --data text.csv --output p.csv", "text.csv:3:2 ('x2'): 'abc' is not a number"},
+      {"predict --model dnn_binary --data ragged.csv --output p.csv", "ragged.csv:2: 1 columns, expected 2"},
+      {"predict --model dnn_binary --data none.csv --output p.csv", "cannot read 'none.csv'"},
   };
   for (const auto& c : cases) {
     auto r = run_torchfit(c.args, dir.path);
@@ -234,7 +237,7 @@ BOOST_AUTO_TEST_CASE(bad_checkpoints_and_inputs_exit_1_with_the_reason) {
     }
   }
   BOOST_TEST(!fs::exists(dir / "p.csv"));
-  auto unwritable = run_torchfit("predict --model dnn_binary --input wide.csv --output missing/p.csv", dir.path);
+  auto unwritable = run_torchfit("predict --model dnn_binary --data wide.csv --output missing/p.csv", dir.path);
   BOOST_TEST(unwritable.rc == 2);
   BOOST_TEST(has(unwritable.err, "which does not exist"));
 }
@@ -243,7 +246,7 @@ BOOST_AUTO_TEST_CASE(predict_writes_probabilities_and_classes_for_the_rings) {
   test::TempDir dir;
   BOOST_REQUIRE(run_torchfit(kRing + " -q", dir.path).rc == 0);
   test::write_file(dir / "in.csv", "0,5\n8,0\n-5,0\n0,-8\n");
-  auto r = run_torchfit("predict --input in.csv --output out.csv", dir.path);
+  auto r = run_torchfit("predict --data in.csv --output out.csv", dir.path);
   BOOST_REQUIRE(r.rc == 0);
   auto t = torchfit::read_numeric_csv(dir / "out.csv");
   BOOST_TEST(t.header == std::vector<std::string>({"probability", "class"}), boost::test_tools::per_element());
@@ -282,4 +285,153 @@ BOOST_AUTO_TEST_CASE(the_documented_plugin_adds_a_column_and_warns) {
                           dir.path);
   BOOST_TEST(bad.rc == 2);
   BOOST_TEST(has(bad.err, "loss_ratio.warn-above must be positive"));
+}
+
+// ---- the user's CSV data: the mlp model through the runner ---------------------------------
+
+namespace {
+
+// Rows "f1,f2,f3,label" of two blobs, features on different scales; the label column sits
+// between the features to show that --target picks it by name.
+std::string blobs_csv(int64_t rows, uint64_t seed, bool with_target = true) {
+  auto gen = torchfit::compat::make_generator(seed);
+  auto y = (torch::rand({rows}, gen) < 0.5).to(torch::kFloat);
+  auto x = torch::randn({rows, 3}, gen) + 2.5 * y.unsqueeze(1);
+  x = x * torch::tensor({1.0f, 100.0f, 0.01f}) + torch::tensor({0.0f, 1000.0f, 5.0f});
+  std::ostringstream out;
+  out << (with_target ? "f1,label,f2,f3\n" : "f1,f2,f3\n");
+  for (int64_t r = 0; r < rows; ++r) {
+    out << x[r][0].item<float>() << ",";
+    if (with_target) out << y[r].item<float>() << ",";
+    out << x[r][1].item<float>() << "," << x[r][2].item<float>() << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(mlp_trains_evaluates_and_predicts_on_csv_files) {
+  test::TempDir dir;
+  test::write_file(dir / "train.csv", blobs_csv(600, 1));
+  test::write_file(dir / "test.csv", blobs_csv(200, 2));
+  auto t = run_torchfit("train --model mlp --data train.csv --target label --task binary --hidden 16 --standardize "
+                        "--epochs 15 -q", dir.path);
+  BOOST_REQUIRE(t.rc == 0);
+  BOOST_TEST(has(t.out, "train_auc"));  // the task's default metrics: acc and auc
+  const auto ini = test::read_file(dir / "checkpoint.ini");
+  // The data settings and what the model learned are recorded, for evaluate and predict.
+  BOOST_TEST(has(ini, "data = train.csv\n"));
+  BOOST_TEST(has(ini, "target = label\n"));
+  BOOST_TEST(has(ini, "[mlp]\ntask = binary\n"));
+  BOOST_TEST(has(ini, "inputs = 3\n"));
+  BOOST_TEST(has(ini, "standardize = true\n"));
+
+  // evaluate without --data: the run's validation split (120 rows held out by --val-split 0.2),
+  // so its loss is the checkpoint's; with --data: every row of that file.
+  auto e = run_torchfit("evaluate --json", dir.path);
+  BOOST_REQUIRE(e.rc == 0);
+  const auto info = torchfit::read_checkpoint_info(dir / "checkpoint");
+  BOOST_TEST(json_value(e.out, "val_loss") == *info.logs.get("val_loss"), boost::test_tools::tolerance(1e-5));
+  auto held_out = run_torchfit("evaluate --json --data test.csv", dir.path);
+  BOOST_REQUIRE(held_out.rc == 0);
+  BOOST_TEST(json_value(held_out.out, "val_acc") >= 0.9);
+  BOOST_TEST(json_value(held_out.out, "val_auc") >= 0.95);
+
+  // predict: one row per input row; the target column may be there or not.
+  auto p = run_torchfit("predict --data test.csv --output with_target.csv", dir.path);
+  BOOST_REQUIRE(p.rc == 0);
+  BOOST_TEST(has(p.out, "wrote 200 predictions (probability, class)"));
+  test::write_file(dir / "features.csv", blobs_csv(200, 2, false));
+  BOOST_REQUIRE(run_torchfit("predict --data features.csv --output without.csv", dir.path).rc == 0);
+  BOOST_TEST(test::read_file(dir / "with_target.csv") == test::read_file(dir / "without.csv"));
+  const auto predicted = torchfit::read_numeric_csv(dir / "without.csv");
+  torchfit::CsvOptions o;
+  o.target = "label";
+  const auto truth = torchfit::read_csv(dir / "test.csv", o).targets.reshape({-1}).to(torch::kDouble);
+  const double acc = (predicted.values.select(1, 1) == truth).to(torch::kDouble).mean().item<double>();
+  BOOST_TEST(acc == json_value(held_out.out, "val_acc"), boost::test_tools::tolerance(1e-6));
+
+  // The model's options work with or without its prefix; the command line wins over the ini.
+  auto again = run_torchfit("train --model mlp --data train.csv --target 2 --mlp.task binary --hidden none "
+                            "--val-data test.csv --epochs 2 -q --ckpt-path linear", dir.path);
+  BOOST_REQUIRE(again.rc == 0);
+  BOOST_TEST(has(test::read_file(dir / "linear.ini"), "hidden = none\n"));
+  BOOST_TEST(has(test::read_file(dir / "linear.ini"), "val-data = test.csv\n"));
+}
+
+BOOST_AUTO_TEST_CASE(mlp_multiclass_and_regression_through_the_runner) {
+  test::TempDir dir;
+  std::ostringstream classes, numbers;
+  classes << "x;y;kind\n";
+  numbers << "# y = 2 a - 3 b + 10\na,b,y\n";
+  auto gen = torchfit::compat::make_generator(7);
+  auto noise = torch::randn({600, 2}, gen);
+  for (int64_t i = 0; i < 600; ++i) {
+    const int64_t k = i % 3;
+    classes << 3 * std::cos(2.1 * k) + noise[i][0].item<float>() << ";" << 3 * std::sin(2.1 * k) + noise[i][1].item<float>()
+            << ";" << k << "\n";
+    const double a = (i % 20) / 2.0 - 5, b = (i / 20) / 3.0 - 5;
+    numbers << a << "," << b << "," << 2 * a - 3 * b + 10 + 0.1 * noise[i][0].item<float>() << "\n";
+  }
+  test::write_file(dir / "classes.csv", classes.str());
+  test::write_file(dir / "numbers.csv", numbers.str());
+  auto m = run_torchfit("train --model mlp --data classes.csv --delimiter semicolon --target kind --task multiclass "
+                        "--epochs 10 -q --ckpt-path m", dir.path);
+  BOOST_REQUIRE(m.rc == 0);
+  BOOST_TEST(has(test::read_file(dir / "m.ini"), "classes = 3\n"));
+  BOOST_TEST(json_value(run_torchfit("evaluate --json --ckpt-path m", dir.path).out, "val_accuracy") >= 0.9);
+  auto p = run_torchfit("predict --ckpt-path m --data classes.csv --output p.csv", dir.path);
+  BOOST_REQUIRE(p.rc == 0);
+  BOOST_TEST(has(p.out, "(probability_0, probability_1, probability_2, class)"));
+
+  auto r = run_torchfit("train --model mlp --data numbers.csv --target y --task regression --standardize --lr 0.01 "
+                        "--epochs 60 -q --ckpt-path r", dir.path);
+  BOOST_REQUIRE(r.rc == 0);
+  const auto e = run_torchfit("evaluate --json --ckpt-path r", dir.path).out;
+  BOOST_TEST(json_value(e, "val_r2") >= 0.97);
+  test::write_file(dir / "ab.csv", "a,b\n0,0\n1,0\n");
+  BOOST_REQUIRE(run_torchfit("predict --ckpt-path r --data ab.csv --output ab_out.csv", dir.path).rc == 0);
+  const auto v = torchfit::read_numeric_csv(dir / "ab_out.csv").values;
+  BOOST_TEST(std::abs(v[0][0].item<double>() - 10) < 1.0);
+  BOOST_TEST(std::abs(v[1][0].item<double>() - v[0][0].item<double>() - 2) < 1.0);
+}
+
+BOOST_AUTO_TEST_CASE(bad_data_gets_a_clear_error_and_writes_nothing) {
+  test::TempDir dir;
+  test::write_file(dir / "train.csv", blobs_csv(100, 1));
+  test::write_file(dir / "three.csv", "f1,label,f2,f3\n1,2,3,4\n");
+  struct Case {
+    std::string args, message;
+    int rc;
+  };
+  const std::string mlp = "train --model mlp --data train.csv --task binary";
+  const std::vector<Case> cases = {
+      {mlp, "--data needs --target COLUMN: the column to predict, a header name or a 1-based index (train.csv begins: "
+            "f1,label,f2,f3)", 2},
+      {mlp + " --target lable", "'train.csv' has no column named 'lable' (the target); did you mean 'label'?", 1},
+      {mlp + " --target label --val-data three.csv", "'three.csv', data row 1: target 2 is not 0 or 1", 1},
+      {mlp + " --target label --val-split 1", "--val-split must be between 0 and 1", 2},
+      {"train --model mlp --data train.csv --target label", "the mlp model needs --task: binary", 2},
+      {"train --model mlp --task binary", "the mlp model has no data of its own: give --data FILE.csv", 2},
+      {"train --model dnn_binary --target label", "--target goes with --data FILE.csv", 2},
+      {"train --model dnn_binary --data train.csv --target label", "this model takes 2 features per sample, the data "
+                                                                  "has 3; choose the columns with --features", 1},
+      {mlp + " --target label --mlp.task binary", "--task and --mlp.task are the same option; give it once", 2},
+      {mlp + " --target label --delimiter colon", "--delimiter must be comma, semicolon", 2},
+  };
+  for (const auto& c : cases) {
+    auto r = run_torchfit(c.args + " --epochs 1", dir.path);
+    BOOST_TEST_CONTEXT(c.args) {
+      BOOST_TEST(r.rc == c.rc);
+      BOOST_TEST(has(r.err, c.message));
+      BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    }
+  }
+  BOOST_TEST((files_in(dir.path) == std::set<std::string>{"three.csv", "train.csv"}));
+  auto summary = run_torchfit("summary --model mlp --task binary", dir.path);
+  BOOST_TEST(summary.rc == 2);
+  BOOST_TEST(has(summary.err, "the mlp model has no data of its own"));
+  auto p = run_torchfit("predict --model mlp --task binary --data train.csv --output p.csv --ckpt-path none", dir.path);
+  BOOST_TEST(p.rc == 2);
+  BOOST_TEST(has(p.err, "learns its input width from the data"));
 }
