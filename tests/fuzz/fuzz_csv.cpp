@@ -13,7 +13,8 @@ void check(const torchfit::CsvData& d, const torchfit::CsvOptions& o) {
   // Whatever was accepted is well-formed: 2-D features, one name each, one target per row.
   if (d.features.dim() != 2 || d.features.size(0) < 1) __builtin_trap();
   if (static_cast<int64_t>(d.feature_names.size()) != d.features.size(1)) __builtin_trap();
-  if (!o.target.empty() && (!d.targets.defined() || d.targets.size(0) != d.features.size(0))) __builtin_trap();
+  if (o.ignore_target && d.targets.defined()) __builtin_trap();
+  if (!o.target.empty() && !o.ignore_target && (!d.targets.defined() || d.targets.size(0) != d.features.size(0))) __builtin_trap();
   if (!torch::isfinite(d.features).all().item<bool>()) __builtin_trap();
   if (o.expected_features && d.features.size(1) != *o.expected_features) __builtin_trap();
 }
@@ -22,7 +23,7 @@ void check(const torchfit::CsvData& d, const torchfit::CsvOptions& o) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
-  std::vector<torchfit::CsvOptions> variants(4);
+  std::vector<torchfit::CsvOptions> variants(5);
   variants[1].expected_features = 2;
   variants[2].target = "1";
   variants[2].missing = torchfit::CsvMissing::Mean;
@@ -30,6 +31,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   variants[3].header = torchfit::CsvHeader::Yes;
   variants[3].features = "1-2";
   variants[3].missing = torchfit::CsvMissing::Zero;
+  variants[4].target = "label";  // predict's input: a target column to leave out when present
+  variants[4].ignore_target = true;
   for (const auto& o : variants) {
     try {
       std::istringstream in(text);

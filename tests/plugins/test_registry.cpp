@@ -39,7 +39,7 @@ BOOST_AUTO_TEST_CASE(discovers_the_standard_plugins_without_creating_them) {
     BOOST_TEST(fs::exists(p.file));
     BOOST_TEST(p.info.abi_version == tf::kPluginAbiVersion);
   }
-  BOOST_TEST(found.size() == 16u);
+  BOOST_TEST(found.size() == 17u);
   BOOST_TEST((found.at("early_stopping") == tf::PluginKind::Callback));
   BOOST_TEST((found.at("model_checkpoint") == tf::PluginKind::Callback));
   BOOST_TEST((found.at("progress_bar") == tf::PluginKind::Callback));
@@ -48,6 +48,7 @@ BOOST_AUTO_TEST_CASE(discovers_the_standard_plugins_without_creating_them) {
   BOOST_TEST((found.at("metrics") == tf::PluginKind::Metric));
   BOOST_TEST((found.at("dnn_binary") == tf::PluginKind::Model));
   BOOST_TEST((found.at("linear_regression") == tf::PluginKind::Model));
+  BOOST_TEST((found.at("mlp") == tf::PluginKind::Model));
   const auto metrics = reg.names(tf::PluginKind::Metric);
   for (const char* m : {"acc", "accuracy", "auc", "precision", "recall", "f1", "mae", "mse", "rmse", "r2"}) {
     BOOST_TEST(std::count(metrics.begin(), metrics.end(), m) == 1);
