@@ -120,6 +120,11 @@ po::options_description command_options(const std::string& command) {
          "apply, and options that would change the result are refused")  //
         ("state-every-steps", po::value<int64_t>()->value_name("N")->default_value(0),
          "also save the training state (FILE.state) every N optimizer steps; 0: after every epoch only")  //
+        ("nproc", po::value<int64_t>()->value_name("N")->default_value(1),
+         "data-parallel training over N processes on this machine (c10d, Gloo); --batch-size is per process. "
+         "Across machines, start one process each with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set")  //
+        ("dist-timeout", po::value<int64_t>()->value_name("SECONDS")->default_value(120),
+         "data-parallel: how long a process waits for the others (rendezvous, each collective) before failing")  //
         ("quiet,q", po::bool_switch(), "no progress display or messages; only the final table");
   } else if (command == "evaluate") {
     add_model_options(d, false);
@@ -314,6 +319,8 @@ PluginOptions Invocation::plugin_options(const PluginEntry& entry) const {
 
 Invocation parse(int argc, char** argv) {
   Invocation inv;
+  inv.argc = argc;
+  inv.argv = argv;
   if (argc < 2) {
     throw ConfigError("no command given; run 'torchfit --help' to see the commands");
   }

@@ -21,6 +21,8 @@ namespace po = boost::program_options;
 /// The parsed command line of one command.
 struct Invocation {
   std::string command;
+  int argc = 0;            ///< the command line as given (the --nproc launcher repeats it)
+  char** argv = nullptr;
   po::variables_map options;  ///< the runner's own options, command line over config file
   std::vector<ConfigEntry> config;
   std::string config_file;    ///< the config actually read (given, or found beside the checkpoint)

@@ -8,6 +8,8 @@
 
 #include <torchfit/torchfit.hpp>
 
+#include "launch.hpp"
+
 #include <algorithm>
 #include <cmath>
 
@@ -225,6 +227,32 @@ int run_train(Invocation& inv) {
     return 0;
   }
 
+  // Data-parallel: --nproc N starts N workers running this same command; a worker (WORLD_SIZE
+  // set, by the launcher or by hand on each machine) joins the others.
+  const auto nproc = inv.options["nproc"].as<int64_t>();
+  const auto dist_timeout = inv.options["dist-timeout"].as<int64_t>();
+  if (nproc < 1 || nproc > 1024) throw ConfigError("--nproc must be from 1 to 1024, got " + std::to_string(nproc));
+  if (dist_timeout < 1) throw ConfigError("--dist-timeout must be at least 1 second, got " + std::to_string(dist_timeout));
+  auto dist = distributed_from_env();
+  if (!dist && nproc > 1) {
+    if (!distributed_available()) {
+      throw ConfigError("--nproc needs c10d's Gloo backend, which this torchfit was built without (install "
+                        "libgloo-dev and rebuild)");
+    }
+    return launch_workers(inv.argc, inv.argv, static_cast<int>(nproc), std::chrono::seconds(dist_timeout + 5));
+  }
+  std::shared_ptr<Communicator> comm;
+  if (dist && dist->world_size > 1) {
+    if (inv.has("nproc") && nproc != dist->world_size) {
+      throw ConfigError("--nproc " + std::to_string(nproc) + " but WORLD_SIZE is " + std::to_string(dist->world_size));
+    }
+    dist->timeout = std::chrono::seconds(dist_timeout);
+    comm = connect(*dist);
+    logger("runner")->info("<<<<<< data-parallel: {} processes (c10d Gloo via {}:{}), {} threads each >>>>>>",
+                           dist->world_size, dist->master_addr, dist->master_port, torch::get_num_threads());
+  }
+  const bool rank0 = !comm || comm->rank() == 0;
+
   Setup s = set_up(inv, Purpose::Train, true);
   const auto defaults = s.model->default_optimizer();
   const auto optimizer_name = inv.options.count("optimizer") ? inv.options["optimizer"].as<std::string>() : defaults.name;
@@ -258,7 +286,7 @@ int run_train(Invocation& inv) {
                         ". Resume without those options, or train without --resume to start a new run");
     }
   }
-  atomic_write_text(config_path, [&](std::ostream& out) { out << settings; });
+  if (rank0) atomic_write_text(config_path, [&](std::ostream& out) { out << settings; });
   install_stop_signal_handlers();
 
   Trainer trainer(s.net, s.model->make_loss(), s.metrics, optimizer);
@@ -282,16 +310,18 @@ int run_train(Invocation& inv) {
                        .clip_grad_value(clip_value)
                        .state_path(state_path)
                        .state_every_steps(state_every)
-                       .run_config(settings);
+                       .run_config(settings)
+                       .communicator(comm);
     if (resuming) options.resume_from(inv.resume_state);
     history = trainer.fit(train, val, options);
   } catch (...) {
-    if (!trainer.history().empty()) {
+    if (rank0 && !trainer.history().empty()) {
       save_history(trainer.history());
       logger("runner")->warn("the {} finished epochs are saved in {}", trainer.history().size(), history_path.string());
     }
     throw;
   }
+  if (!rank0) return trainer.interrupted_by() ? 128 + trainer.interrupted_by() : 0;  // rank 0 reports
   save_history(history);
   if (const int signal = trainer.interrupted_by()) {
     std::string again = "torchfit train --resume";

@@ -3,6 +3,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <iostream>
 
 #include <torchfit/errors.hpp>
@@ -52,9 +53,18 @@ void set_up_logging(const std::string& level) {
   spdlog::set_level(parsed);
 }
 
+// A data-parallel worker other than rank 0: "[rank N] " before its errors, which would
+// otherwise read like rank 0's.
+std::string rank_prefix() {
+  const char* rank = std::getenv("RANK");
+  const char* world = std::getenv("WORLD_SIZE");
+  if (!rank || !world || std::string(rank) == "0" || std::string(world) == "1") return "";
+  return std::string("[rank ") + rank + "] ";
+}
+
 int fail(int code, const std::string& message) {
   std::cout.flush();
-  std::cerr << "torchfit: error: " << message << std::endl;
+  std::cerr << "torchfit: error: " << rank_prefix() << message << std::endl;
   return code;
 }
 
@@ -83,6 +93,8 @@ int main(int argc, char** argv) {
       if (arg == "--log-level" && i + 1 < argc) set_up_logging(argv[i + 1]);
       if (arg == "--quiet" || arg == "-q") spdlog::set_level(std::max(spdlog::get_level(), spdlog::level::warn));
     }
+    // Data-parallel workers other than rank 0 only warn: rank 0 tells the run's story.
+    if (!rank_prefix().empty()) spdlog::set_level(std::max(spdlog::get_level(), spdlog::level::warn));
     auto inv = cli::parse(argc, argv);
     if (inv.options.count("help")) {
       std::cout << cli::help(inv);

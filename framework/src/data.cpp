@@ -125,14 +125,31 @@ DataLoader::DataLoader(TensorDataset dataset, LoaderOptions options)
                           : static_cast<uint64_t>(torch::randint(0, int64_t{1} << 62, {1}, torch::kLong).item<int64_t>());
 }
 
+int64_t DataLoader::epoch_size() const {
+  const auto n = dataset_.size();
+  if (shard_count_ == 1) return n;
+  return shard_pad_ ? (n + shard_count_ - 1) / shard_count_ : (n - shard_rank_ + shard_count_ - 1) / shard_count_;
+}
+
 int64_t DataLoader::num_samples() const {
-  return options_.drop_last() ? num_batches() * options_.batch_size() : dataset_.size();
+  return options_.drop_last() ? num_batches() * options_.batch_size() : epoch_size();
 }
 
 int64_t DataLoader::num_batches() const {
-  const auto n = dataset_.size();
+  const auto n = epoch_size();
   const auto b = options_.batch_size();
   return options_.drop_last() ? n / b : (n + b - 1) / b;
+}
+
+DataLoader DataLoader::shard(int64_t rank, int64_t count, bool pad) const {
+  if (count < 1 || rank < 0 || rank >= count) {
+    throw DataError("shard " + std::to_string(rank) + " of " + std::to_string(count) + " does not exist");
+  }
+  DataLoader copy = *this;
+  copy.shard_rank_ = rank;
+  copy.shard_count_ = count;
+  copy.shard_pad_ = pad;
+  return copy;
 }
 
 DataLoader DataLoader::to(torch::Device device) const {
@@ -142,10 +159,24 @@ DataLoader DataLoader::to(torch::Device device) const {
 }
 
 DataLoader::Epoch DataLoader::epoch(uint64_t epoch) const {
+  const auto device = dataset_.features().device();
+  if (shard_count_ > 1) {
+    // Like torch.utils.data.DistributedSampler: the one global order of this epoch (the same
+    // on every process), padded with its first samples to a multiple of the process count
+    // when `pad`, then every count-th sample from position `rank`.
+    const auto n = dataset_.size();
+    auto order = options_.shuffle() ? seeded_permutation(n, seed_, epoch) : torch::arange(n, torch::kLong);
+    int64_t total = n;
+    if (shard_pad_) {
+      total = (n + shard_count_ - 1) / shard_count_ * shard_count_;
+      order = order.index_select(0, torch::arange(total, torch::kLong).remainder(n));
+    }
+    return Epoch(this, order.slice(0, shard_rank_, total, shard_count_).contiguous().to(device));
+  }
   if (!options_.shuffle()) {
     return Epoch(this, torch::Tensor());
   }
-  return Epoch(this, seeded_permutation(dataset_.size(), seed_, epoch).to(dataset_.features().device()));
+  return Epoch(this, seeded_permutation(dataset_.size(), seed_, epoch).to(device));
 }
 
 DataLoader::Iterator DataLoader::Epoch::begin() const { return Iterator(this, 0); }
@@ -159,7 +190,7 @@ Batch DataLoader::Epoch::batch(int64_t index) const {
   const auto& ds = loader_->dataset_;
   const int64_t b = loader_->options_.batch_size();
   const int64_t start = index * b;
-  const int64_t len = std::min(b, ds.size() - start);
+  const int64_t len = std::min(b, loader_->epoch_size() - start);
   if (!order_.defined()) {
     return {ds.features().narrow(0, start, len),
             ds.has_targets() ? ds.targets().narrow(0, start, len) : torch::Tensor()};

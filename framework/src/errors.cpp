@@ -9,5 +9,6 @@ DataError::~DataError() = default;
 PluginError::~PluginError() = default;
 CheckpointError::~CheckpointError() = default;
 CallbackError::~CallbackError() = default;
+DistributedError::~DistributedError() = default;
 
 }  // namespace torchfit

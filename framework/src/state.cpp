@@ -247,6 +247,10 @@ std::string Trainer::serialize_state(const Context& ctx, const Callbacks& callba
   archive.write("loader_seed", c10::IValue(static_cast<int64_t>(train.seed())));
   archive.write("loader_samples", c10::IValue(train.num_samples()));
   archive.write("loader_batches", c10::IValue(train.num_batches()));
+  // Data-parallel: the loader above is this process's shard; the whole set and the process
+  // count let a resume with another count check the data.
+  archive.write("dataset_size", c10::IValue(train.dataset().size()));
+  archive.write("world_size", c10::IValue(static_cast<int64_t>(comm_ ? comm_->world_size() : 1)));
 
   // The model, its gradients mid-accumulation, the optimizer, the scheduler.
   std::vector<std::pair<std::string, torch::Tensor>> weights, grads;
@@ -360,7 +364,22 @@ std::unique_ptr<Trainer::Resume> Trainer::open_state(const FitOptions& options, 
     const int64_t samples = read_int(archive, "loader_samples");
     const int64_t batches = read_int(archive, "loader_batches");
     const auto seed = static_cast<uint64_t>(read_int(archive, "loader_seed"));
-    if (samples != train.num_samples() || batches != train.num_batches()) {
+    c10::IValue v;
+    const int64_t saved_world = archive.try_read("world_size", v) ? v.toInt() : 1;
+    const int64_t world = comm_ ? comm_->world_size() : 1;
+    if (saved_world != world) {
+      // Another process count: each process's shard differs, so only an epoch's end is a
+      // place both runs share.
+      if (archive.try_read("dataset_size", v) && v.toInt() != train.dataset().size()) {
+        throw CheckpointError(where + " was written for " + std::to_string(v.toInt()) + " training samples, but this "
+                              "fit has " + std::to_string(train.dataset().size()) + "; resume with the same data");
+      }
+      if (info.next_batch > 0 || info.validating) {
+        throw CheckpointError(where + " was saved in the middle of epoch " + std::to_string(info.next_epoch) + " by " +
+                              std::to_string(saved_world) + " process" + (saved_world == 1 ? "" : "es") +
+                              "; resume it with that many (a state saved at an epoch's end resumes with any number)");
+      }
+    } else if (samples != train.num_samples() || batches != train.num_batches()) {
       throw CheckpointError(where + " was written for " + std::to_string(samples) + " training samples in " +
                             std::to_string(batches) + " batches, but this fit has " +
                             std::to_string(train.num_samples()) + " in " + std::to_string(train.num_batches()) +

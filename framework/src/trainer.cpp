@@ -2,6 +2,7 @@
 #include "torchfit/trainer.hpp"
 
 #include <chrono>
+#include <csignal>
 
 #include "torchfit/compat.hpp"
 #include "torchfit/device.hpp"
@@ -153,8 +154,24 @@ void Trainer::reset_accumulators() {
 
 void Trainer::write_epoch_logs(Logs& logs, const char* prefix) {
   const std::string p(prefix);
-  logs.set(p + "loss", sample_count_ ? loss_sum_.item<double>() / static_cast<double>(sample_count_)
-                                     : std::numeric_limits<double>::quiet_NaN());
+  double loss_sum = 0, count = static_cast<double>(sample_count_);
+  if (comm_) {
+    // Exact over every process: sums and counts added, never a mean of means.
+    auto sums = torch::stack({loss_sum_.to(torch::kCPU, torch::kDouble), torch::tensor(count, torch::kDouble)});
+    comm_->all_reduce_sum(sums);
+    loss_sum = sums[0].item<double>();
+    count = sums[1].item<double>();
+    for (auto& [name, metric] : metrics_) {
+      if (!metric->sync(*comm_) && !warned_metric_sync_) {
+        warned_metric_sync_ = true;
+        logger("trainer")->warn("metric '{}' cannot combine its state across processes (no sync()); its values cover "
+                                "this process's shard only", name);
+      }
+    }
+  } else if (sample_count_) {
+    loss_sum = loss_sum_.item<double>();
+  }
+  logs.set(p + "loss", count > 0 ? loss_sum / count : std::numeric_limits<double>::quiet_NaN());
   for (auto& [name, metric] : metrics_) {
     logs.set(p + name, metric->compute());
   }
@@ -218,6 +235,22 @@ void Trainer::check_stop_signal(Context& ctx) {
   }
 }
 
+std::vector<double> Trainer::stop_flags(const Context& ctx, bool now_only) const {
+  const bool requested = (now_only ? ctx.stop_now() : ctx.stop_requested()) && interrupted_by_ == 0;
+  return {requested ? 1.0 : 0.0, interrupted_by_ == SIGINT ? 1.0 : 0.0, interrupted_by_ == SIGTERM ? 1.0 : 0.0};
+}
+
+bool Trainer::agree_on_stop(Context& ctx, const std::vector<double>& summed, StopWhen when) {
+  if (interrupted_by_ == 0 && (summed[1] > 0 || summed[2] > 0)) {
+    interrupted_by_ = summed[1] > 0 ? SIGINT : SIGTERM;
+    ctx.request_stop(std::string("interrupted by ") + signal_name(interrupted_by_) + " (on another process)", when);
+  }
+  if (summed[0] > 0 && !(when == StopWhen::Now ? ctx.stop_now() : ctx.stop_requested())) {
+    ctx.request_stop("stopped by another process", when);
+  }
+  return summed[0] > 0 || summed[1] > 0 || summed[2] > 0;
+}
+
 void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callbacks& callbacks,
                               const FitOptions& options, StateSaver& saver, Resume* resume) {
   ctx.stage = Stage::Train;
@@ -235,6 +268,7 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
   const int64_t accumulate = options.accumulate();
   const int64_t every = options.state_every_steps();
   const auto batches = train.epoch(static_cast<uint64_t>(ctx.epoch - 1));
+  bool window_skipped = false;  // data-parallel: a process skipped a batch of this step's window
   for (int64_t i = first; i < ctx.num_batches; ++i) {
     const Batch batch = batches.batch(i);
     ctx.batch_index = i;
@@ -258,10 +292,32 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
       (accumulate > 1 ? ctx.loss / static_cast<double>(accumulate) : ctx.loss).backward();
       TORCHFIT_DISPATCH(callbacks, ctx, on_after_backward);
     }
+    const bool boundary = (i + 1) % accumulate == 0 || i + 1 == ctx.num_batches;
+    bool agreed_stop = false;
+    if (comm_) {
+      // One round of collectives per step: the gradients averaged, and with them whether any
+      // process skipped a batch of the window (then every process drops the step) or wants to
+      // stop (then every process stops after it).
+      window_skipped = window_skipped || ctx.skip_batch_;
+      if (boundary) {
+        check_stop_signal(ctx);
+        auto flags = stop_flags(ctx, true);
+        flags.push_back(window_skipped ? 1.0 : 0.0);
+        const auto summed = averager_->average(flags);
+        if (summed[3] > 0) {
+          compat::zero_grad(*optimizer_);
+        } else {
+          optimizer_step(ctx, callbacks, options);
+          stepped = true;
+        }
+        window_skipped = false;
+        agreed_stop = agree_on_stop(ctx, summed, StopWhen::Now);
+      }
+    }
     if (ctx.skip_batch_) {
       compat::zero_grad(*optimizer_);  // this batch's gradients, and the window's, are dropped
     } else {
-      if ((i + 1) % accumulate == 0 || i + 1 == ctx.num_batches) {
+      if (!comm_ && boundary) {
         optimizer_step(ctx, callbacks, options);
         stepped = true;
       }
@@ -274,17 +330,19 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
       sample_count_ += ctx.batch_size;
     }
     TORCHFIT_DISPATCH(callbacks, ctx, on_train_batch_end);
-    check_stop_signal(ctx);
-    if (ctx.stop_now()) {
+    if (!comm_) check_stop_signal(ctx);
+    // Data-parallel: a stop takes effect at a step every process agreed on.
+    if (ctx.stop_now() && (!comm_ || agreed_stop)) {
       if (saver.enabled()) {
         const bool interrupted = interrupted_by_ != 0;
-        saver.save(serialize_state(ctx, callbacks, options, train, {ctx.epoch, i + 1, false}, ctx.logs, true,
+        // Each process's running sums are its own: a data-parallel state keeps none of them.
+        saver.save(serialize_state(ctx, callbacks, options, train, {ctx.epoch, i + 1, false}, ctx.logs, !comm_,
                                    !interrupted));
       }
       break;
     }
     if (stepped && every > 0 && ctx.global_step % every == 0 && saver.enabled()) {
-      saver.save(serialize_state(ctx, callbacks, options, train, {ctx.epoch, i + 1, false}, ctx.logs, true, false));
+      saver.save(serialize_state(ctx, callbacks, options, train, {ctx.epoch, i + 1, false}, ctx.logs, !comm_, false));
     }
   }
   ctx.skip_batch_ = false;
@@ -318,11 +376,15 @@ void Trainer::run_validation(Context& ctx, const DataLoader& data, const Callbac
     }
     sample_count_ += ctx.batch_size;
     TORCHFIT_DISPATCH(callbacks, ctx, on_validation_batch_end);
-    if (ctx.stage == Stage::Validate && ctx.epoch > 0) {
-      check_stop_signal(ctx);  // inside fit only: evaluate() runs to the end
-    }
-    if (ctx.stop_now()) {
-      break;
+    // Inside fit only (evaluate() runs to the end). Data-parallel runs validate to the end
+    // everywhere and agree on stopping at the epoch's end.
+    if (!comm_) {
+      if (ctx.stage == Stage::Validate && ctx.epoch > 0) {
+        check_stop_signal(ctx);
+      }
+      if (ctx.stop_now()) {
+        break;
+      }
     }
   }
   ctx.inputs = ctx.targets = ctx.preds = ctx.loss = torch::Tensor();
@@ -369,14 +431,33 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
   if (options.device()) {
     to(*options.device());
   }
-  const Callbacks& callbacks = options.callbacks();
-  for (const auto& cb : callbacks) {
+  for (const auto& cb : options.callbacks()) {
     if (!cb) {
       throw ConfigError("a null callback was given to fit()");
     }
   }
-  const DataLoader train = train_in.to(device_);
-  const DataLoader val = has_val ? val_in.to(device_) : DataLoader();
+  // Data-parallel: this process's shard of the data; the callbacks that only report or write
+  // files run on rank 0 alone.
+  comm_ = options.communicator() && options.communicator()->world_size() > 1 ? options.communicator() : nullptr;
+  struct ClearComm {
+    Trainer* t;
+    ~ClearComm() {
+      t->comm_.reset();
+      t->averager_.reset();
+    }
+  } clear_comm{this};
+  const int rank = comm_ ? comm_->rank() : 0;
+  const int world = comm_ ? comm_->world_size() : 1;
+  Callbacks callbacks;
+  for (const auto& cb : options.callbacks()) {
+    if (rank == 0 || !cb->rank_zero_only()) callbacks.push_back(cb);
+  }
+  DataLoader train = train_in.to(device_);
+  DataLoader val = has_val ? val_in.to(device_) : DataLoader();
+  if (comm_) {
+    train = train.shard(rank, world, true);
+    if (has_val) val = val.shard(rank, world, false);
+  }
   // Read and check the state file before anything changes: a bad one leaves the trainer as it was.
   std::unique_ptr<Resume> resume = options.resume_from().empty() ? nullptr : open_state(options, callbacks, train);
 
@@ -385,7 +466,9 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
   interrupted_by_ = 0;
   Context ctx(*this);
   ctx.epochs = options.epochs();
-  StateSaver saver(options.state_path());
+  ctx.rank = rank;
+  ctx.world_size = world;
+  StateSaver saver(rank == 0 ? options.state_path() : std::filesystem::path());
   logger("trainer")->info("<<<<<< {} is used >>>>>>", device_.is_cuda() ? "cuda" : device_.str());
 
   guarded(callbacks, ctx, [&] {
@@ -394,6 +477,14 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
     if (resume) {
       restore_state(*resume, ctx);
       first_epoch = resume->info.next_epoch;
+    }
+    if (comm_) {
+      // Every process starts from rank 0's weights (and buffers).
+      torch::NoGradGuard no_grad;
+      std::vector<torch::Tensor> tensors = net_.parameters();
+      for (const auto& b : net_.module().buffers()) tensors.push_back(b);
+      comm_->broadcast(tensors, 0);
+      averager_ = std::make_unique<GradientAverager>(comm_, net_.parameters());
     }
     TORCHFIT_DISPATCH(callbacks, ctx, on_fit_begin);
     if (resume) {
@@ -430,7 +521,7 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
       if (has_val) {
         const Logs train_logs = ctx.logs;
         run_validation(ctx, val, callbacks, "val_");
-        if (ctx.stop_now()) {
+        if (ctx.stop_now() && !comm_) {
           if (saver.enabled()) {
             // Training of this epoch is done: a resume runs its validation again.
             saver.save(serialize_state(ctx, callbacks, options, train, {epoch, ctx.num_batches, true}, train_logs,
@@ -446,8 +537,17 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
       }
       TORCHFIT_DISPATCH(callbacks, ctx, on_epoch_end);
       history_.append(ctx.logs);
-      const bool stopped = ctx.stop_requested();
+      bool stopped = ctx.stop_requested();  // by a callback (early stopping): the run is over
       check_stop_signal(ctx);
+      if (comm_) {
+        auto flags = stop_flags(ctx, false);
+        flags[0] = stopped ? 1.0 : 0.0;
+        auto summed = torch::tensor(flags, torch::kDouble);
+        comm_->all_reduce_sum(summed);
+        const std::vector<double> all(summed.data_ptr<double>(), summed.data_ptr<double>() + summed.numel());
+        agree_on_stop(ctx, all, StopWhen::EpochEnd);
+        stopped = all[0] > 0;
+      }
       if (saver.enabled()) {
         saver.save(serialize_state(ctx, callbacks, options, train, {epoch + 1, 0, false}, ctx.logs, false, stopped));
       }

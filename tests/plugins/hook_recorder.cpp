@@ -1,13 +1,19 @@
 // Test plugin: appends the name of every hook it sees to a file, one per line.
 #include <torchfit/plugin.hpp>
 
+#include <cstdlib>
 #include <fstream>
 
 namespace {
 
 class HookRecorder final : public torchfit::Callback {
  public:
-  explicit HookRecorder(std::string file) : out_(file, std::ios::app) {}
+  // In a data-parallel run each process records to FILE.rank<N>.
+  explicit HookRecorder(std::string file) : out_(with_rank(std::move(file)), std::ios::app) {}
+  static std::string with_rank(std::string file) {
+    if (const char* rank = std::getenv("RANK")) file += std::string(".rank") + rank;
+    return file;
+  }
   void on_fit_begin(torchfit::Context&) override { out_ << "on_fit_begin\n"; }
   void on_fit_end(torchfit::Context&) override { out_ << "on_fit_end\n" << std::flush; }
   void on_epoch_begin(torchfit::Context&) override { out_ << "on_epoch_begin\n"; }

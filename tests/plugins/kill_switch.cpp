@@ -1,7 +1,7 @@
 // Test plugin: sends the process a signal at a chosen point, to test crashes and resumes.
 // TORCHFIT_TEST_KILL="hook:epoch:batch" (hook: train_batch, validation_batch, epoch_begin,
 // epoch_end; batch ignored for the epoch hooks) and TORCHFIT_TEST_KILL_SIGNAL (default 9,
-// SIGKILL). Unset, the plugin does nothing, so a run and its resume can list the same callbacks.
+// SIGKILL); TORCHFIT_TEST_KILL_RANK limits it to one process of a data-parallel run. Unset, the plugin does nothing, so a run and its resume can list the same callbacks.
 #include <csignal>
 #include <cstdlib>
 #include <string>
@@ -21,6 +21,11 @@ class KillSwitch final : public torchfit::Callback {
     epoch_ = std::stoll(spec.substr(a + 1, b - a - 1));
     batch_ = b == std::string::npos ? 0 : std::stoll(spec.substr(b + 1));
     if (const char* s = std::getenv("TORCHFIT_TEST_KILL_SIGNAL")) signal_ = std::atoi(s);
+    // Data-parallel runs: only the process of this rank (default: every process).
+    if (const char* r = std::getenv("TORCHFIT_TEST_KILL_RANK")) {
+      const char* rank = std::getenv("RANK");
+      if (!rank || std::string(rank) != r) hook_.clear();
+    }
   }
   void on_train_batch_end(torchfit::Context& ctx) override { maybe("train_batch", ctx, ctx.batch_index); }
   void on_validation_batch_end(torchfit::Context& ctx) override { maybe("validation_batch", ctx, ctx.batch_index); }

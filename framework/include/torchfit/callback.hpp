@@ -46,6 +46,9 @@ class TORCHFIT_EXPORT Context {
   /// that was cut short starts again at on_epoch_begin, its first batch being the first not
   /// yet trained.
   bool resumed = false;
+  /// Data-parallel training: this process's rank and the number of processes (0 and 1 alone).
+  int rank = 0;
+  int world_size = 1;
 
   /// The epoch's logs so far: train_loss, train_<m>, then lr (from lr_monitor), val_loss, val_<m>.
   /// Callbacks may add values; they become history columns.
@@ -143,6 +146,12 @@ class TORCHFIT_EXPORT Callback {
   /// flight first, so the state never refers to a file that is not complete on disk.
   virtual void state_dict(torch::serialize::OutputArchive& archive) const {}
   virtual void load_state_dict(torch::serialize::InputArchive& archive) {}
+
+  /// Data-parallel training: true for a callback that only reports or writes files (progress,
+  /// checkpoints, logs, plots), which then runs on rank 0 alone. Callbacks that change the
+  /// training (LR schedules, early stopping, the NaN guard) keep the default and run on every
+  /// process, where they see the same, reduced logs and so decide the same.
+  virtual bool rank_zero_only() const { return false; }
 
   /// The name used in messages and checkpoints: the plugin name for plugins.
   const std::string& name() const { return name_; }

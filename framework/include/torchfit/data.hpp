@@ -116,11 +116,25 @@ class TORCHFIT_EXPORT DataLoader {
   int64_t num_samples() const;
   /// The same loader over a copy of the data on `device`.
   DataLoader to(torch::Device device) const;
+  /// Process `rank`'s part of every epoch, for data-parallel training over `count` processes
+  /// (like torch.utils.data.DistributedSampler): every process computes the same global order
+  /// of the epoch and takes every count-th sample from position `rank`. With `pad` (training)
+  /// the order is first padded with its own first samples to a multiple of `count`, so every
+  /// process has the same number of batches; without (validation) the parts are disjoint and
+  /// together hold each sample exactly once.
+  DataLoader shard(int64_t rank, int64_t count, bool pad) const;
+  int64_t shard_rank() const { return shard_rank_; }
+  int64_t shard_count() const { return shard_count_; }
 
  private:
+  int64_t epoch_size() const;  // samples per epoch on this process, before drop_last
+
   TensorDataset dataset_;
   LoaderOptions options_;
   uint64_t seed_ = 0;
+  int64_t shard_rank_ = 0;
+  int64_t shard_count_ = 1;
+  bool shard_pad_ = false;
 };
 
 }  // namespace torchfit

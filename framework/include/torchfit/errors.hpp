@@ -47,6 +47,13 @@ class TORCHFIT_EXPORT CheckpointError : public Error {
   ~CheckpointError() override;
 };
 
+/// Another process of a data-parallel run died, hung past the timeout, or could not be reached.
+class TORCHFIT_EXPORT DistributedError : public Error {
+ public:
+  using Error::Error;
+  ~DistributedError() override;
+};
+
 /// An exception thrown by a callback inside a hook, re-thrown with where it happened.
 class TORCHFIT_EXPORT CallbackError : public PluginError {
  public:

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "torchfit/distributed.hpp"
 #include "torchfit/export.hpp"
 
 namespace torchfit {
@@ -33,6 +34,13 @@ class TORCHFIT_EXPORT Metric {
   /// the trainer then warns that train_<name> of a resumed epoch covers only its rest.
   virtual bool state_dict(torch::serialize::OutputArchive& archive) const { return false; }
   virtual void load_state_dict(torch::serialize::InputArchive& archive) {}
+
+  /// Data-parallel training: combines this process's running state with every other
+  /// process's (sum the counts and sums; gather what cannot be summed), so that compute()
+  /// gives the value over all processes' samples, exactly. Every process calls it at the same
+  /// point. Return false (the default) when the metric cannot: the trainer then warns that its
+  /// value covers rank 0's samples only.
+  virtual bool sync(Communicator& comm) { return false; }
 };
 
 /// Named metrics in the order they appear in the history.

@@ -6,6 +6,7 @@
 #include "torchfit/csv.hpp"
 #include "torchfit/data.hpp"
 #include "torchfit/device.hpp"
+#include "torchfit/distributed.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/history.hpp"
 #include "torchfit/io.hpp"

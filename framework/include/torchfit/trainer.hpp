@@ -11,6 +11,7 @@
 
 #include "torchfit/callback.hpp"
 #include "torchfit/data.hpp"
+#include "torchfit/distributed.hpp"
 #include "torchfit/export.hpp"
 #include "torchfit/history.hpp"
 #include "torchfit/logs.hpp"
@@ -52,6 +53,14 @@ struct TORCHFIT_EXPORT FitOptions {
   TORCH_ARG(std::filesystem::path, resume_from) = {};
   /// Free text kept in the state file (the runner's resolved settings), for read_state_info.
   TORCH_ARG(std::string, run_config) = "";
+  /// Data-parallel training (see distributed.hpp): every process runs fit() with the same net,
+  /// data, options and callbacks, and a communicator from connect(). Rank 0's weights are
+  /// broadcast first; each process trains on its shard of every epoch (DataLoader::shard), the
+  /// gradients are averaged before each optimizer step, losses and metrics are reduced exactly,
+  /// rank_zero_only() callbacks and the state file act on rank 0 alone, and a stop (early
+  /// stopping, a signal, the NaN guard) on any process stops all at the same step. Null or a
+  /// world of one: a single process.
+  TORCH_ARG(std::shared_ptr<Communicator>, communicator) = nullptr;
 };
 
 class TORCHFIT_EXPORT Trainer {
@@ -110,6 +119,10 @@ class TORCHFIT_EXPORT Trainer {
   void write_epoch_logs(Logs& logs, const char* prefix);
   Logs running_logs() const;
   void check_stop_signal(Context& ctx);
+  // Data-parallel: this process's stop flags (requested, SIGINT, SIGTERM), and the decision
+  // from every process's flags summed. Returns whether any process wants to stop.
+  std::vector<double> stop_flags(const Context& ctx, bool now_only) const;
+  bool agree_on_stop(Context& ctx, const std::vector<double>& summed, StopWhen when);
 
   // State files (state.cpp).
   std::string serialize_state(const Context& ctx, const Callbacks& callbacks, const FitOptions& options,
@@ -134,6 +147,11 @@ class TORCHFIT_EXPORT Trainer {
   int64_t sample_count_ = 0;
   int interrupted_by_ = 0;
   bool warned_metric_state_ = false;
+
+  // Data-parallel training, for the current fit only.
+  std::shared_ptr<Communicator> comm_;
+  std::unique_ptr<GradientAverager> averager_;
+  bool warned_metric_sync_ = false;
 };
 
 }  // namespace torchfit

@@ -12,6 +12,7 @@ namespace po = boost::program_options;
 
 class CsvLogger final : public torchfit::Callback {
  public:
+  bool rank_zero_only() const override { return true; }
   explicit CsvLogger(std::filesystem::path path) : path_(std::move(path)) {}
 
   void on_fit_begin(torchfit::Context& ctx) override { torchfit::check_writable_parent(path_, "csv_logger.path"); }

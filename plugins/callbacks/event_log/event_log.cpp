@@ -69,6 +69,7 @@ class Record {
 
 class EventLog final : public torchfit::Callback {
  public:
+  bool rank_zero_only() const override { return true; }
   EventLog(std::string path, int64_t every_steps, std::string monitor, torchfit::MonitorMode mode)
       : path_(std::move(path)), every_steps_(every_steps), monitor_(std::move(monitor), mode) {}
 

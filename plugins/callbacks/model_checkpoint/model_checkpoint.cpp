@@ -38,6 +38,7 @@ struct Settings {
 // leaves the previous file intact.
 class ModelCheckpoint final : public torchfit::Callback {
  public:
+  bool rank_zero_only() const override { return true; }
   explicit ModelCheckpoint(Settings s) : s_(std::move(s)), monitor_(s_.monitor, s_.mode) {}
 
   ~ModelCheckpoint() override {

@@ -35,7 +35,14 @@ class NanGuard final : public torchfit::Callback {
  public:
   explicit NanGuard(Settings s) : s_(s) {}
 
-  void on_fit_begin(torchfit::Context& ctx) override { skipped_total_ = skipped_epoch_ = rollbacks_ = 0; }
+  void on_fit_begin(torchfit::Context& ctx) override {
+    skipped_total_ = skipped_epoch_ = rollbacks_ = 0;
+    if (s_.policy == Policy::Rollback && ctx.world_size > 1) {
+      // One process rolling back alone would leave the processes with different weights.
+      throw torchfit::ConfigError("nan_guard.policy rollback works in a single process only; with several use "
+                                  "skip_batch (a skipped batch drops the step on every process) or terminate");
+    }
+  }
 
   // The last good state is the epoch's start (on a resume in the middle of an epoch: the
   // state resumed from). Every batch before passed the check, so it holds no NaN.

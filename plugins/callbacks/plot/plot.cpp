@@ -65,6 +65,7 @@ struct Curve {
 
 class Plot final : public torchfit::Callback {
  public:
+  bool rank_zero_only() const override { return true; }
   Plot(std::filesystem::path path, std::string monitor, torchfit::MonitorMode mode)
       : path_(std::move(path)), monitor_(std::move(monitor), mode) {}
 

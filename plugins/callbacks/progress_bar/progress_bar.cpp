@@ -26,6 +26,7 @@ std::string clock_text(double seconds) {
 // running values (a host sync) only when it redraws. Lines mode prints nothing per batch.
 class ProgressBar final : public torchfit::Callback {
  public:
+  bool rank_zero_only() const override { return true; }
   ProgressBar(FILE* out, bool owned, bool bar, double refresh_rate, int width)
       : out_(out), owned_(owned), bar_(bar), min_interval_(1.0 / refresh_rate), width_(width) {}
   ~ProgressBar() override {

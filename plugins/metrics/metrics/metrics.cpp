@@ -62,6 +62,15 @@ class Batched : public torchfit::Metric {
     save(archive);
     return true;
   }
+  // Data-parallel: the counts summed, then each metric's own reduction of its state.
+  bool sync(torchfit::Communicator& comm) final {
+    flush();
+    auto count = torch::full({1}, count_, torch::kLong);
+    comm.all_reduce_sum(count);
+    count_ = count.item<int64_t>();
+    merge(comm);
+    return true;
+  }
   void load_state_dict(torch::serialize::InputArchive& archive) final {
     reset();
     c10::IValue v;
@@ -82,6 +91,8 @@ class Batched : public torchfit::Metric {
  protected:
   virtual void save(torch::serialize::OutputArchive& archive) const {}
   virtual void load(torch::serialize::InputArchive& archive) {}
+  /// Replaces this process's reduced state with the sum (or union) over every process.
+  virtual void merge(torchfit::Communicator& comm) = 0;
   virtual void check(const Tensor& preds, const Tensor& targets) const = 0;
   /// Adds the pending batches, concatenated.
   virtual void accumulate(const Tensor& preds, const Tensor& targets) = 0;
@@ -112,6 +123,17 @@ class Sums : public Batched {
   void add(const std::vector<Tensor>& values) {
     auto stacked = torch::stack(values).to(torch::kDouble);
     sums_ = sums_.defined() ? sums_ + stacked : stacked;
+  }
+  // Summed across processes. A process that saw no batch has no sums yet: its width comes
+  // from the others (the widest), and it takes part with zeros.
+  void merge(torchfit::Communicator& comm) override {
+    auto width = comm.all_gather_rows(torch::full({1}, sums_.defined() ? sums_.numel() : 0, torch::kLong));
+    const int64_t n = width.max().item<int64_t>();
+    if (n == 0) return;
+    if (!sums_.defined()) sums_ = torch::zeros({n}, torch::kDouble);
+    auto cpu = sums_.to(torch::kCPU).contiguous();
+    comm.all_reduce_sum(cpu);
+    sums_ = cpu.to(sums_.device());
   }
   std::vector<double> sums() const {
     auto s = sums_.to(torch::kCPU).contiguous();
@@ -288,6 +310,20 @@ class Auc final : public torchfit::Metric {
     labels_.clear();
   }
   bool higher_is_better() const override { return true; }
+  // Every process's scores and labels, gathered: the AUC is a ranking, not a sum.
+  bool sync(torchfit::Communicator& comm) override {
+    auto cat = [](const std::vector<Tensor>& parts) {
+      return parts.empty() ? torch::empty({0}) : torch::cat(parts).to(torch::kCPU, torch::kFloat);
+    };
+    const auto scores = comm.all_gather_rows(cat(scores_));
+    const auto labels = comm.all_gather_rows(cat(labels_));
+    reset();
+    if (scores.numel() > 0) {
+      scores_.push_back(scores);
+      labels_.push_back(labels);
+    }
+    return true;
+  }
   bool state_dict(torch::serialize::OutputArchive& archive) const override {
     if (!scores_.empty()) {
       archive.write("scores", torch::cat(scores_));
