@@ -8,8 +8,6 @@
 
 #include <torchfit/torchfit.hpp>
 
-#include "launch.hpp"
-
 #include <algorithm>
 #include <cmath>
 

@@ -60,10 +60,21 @@ TORCHFIT_EXPORT bool distributed_available();
 /// when they do not within the timeout or the build lacks Gloo.
 TORCHFIT_EXPORT std::shared_ptr<Communicator> connect(const DistributedOptions& options);
 
+/// `torchfit train --nproc N`, like torchrun: runs this program's command line N times as
+/// worker processes with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR (127.0.0.1), MASTER_PORT (a
+/// free port) and, unless set, OMP_NUM_THREADS (the cores divided among the workers) set, each
+/// in its own process group; forwards SIGINT and SIGTERM to them, and waits. When one fails,
+/// the others get `grace` to fail on their own (they do once a collective with it fails) before
+/// they are killed. Returns 0 when all succeed, else the first failure's exit code (128 +
+/// signal for a killed worker).
+TORCHFIT_EXPORT int launch_workers(int argc, char** argv, int nproc, std::chrono::seconds grace);
+
 /// Averages the gradients of `params` across processes: they are flattened into buckets of
 /// about `bucket_bytes`, one all-reduce per bucket (so a net of many small tensors costs a few
-/// collectives, not one per tensor). `extra` values (stop and skip flags) ride along in the
-/// first bucket, summed, at no extra round trip; they are returned summed.
+/// collectives, not one per tensor). `extra` values (stop and skip flags) are summed in the
+/// same batch of collectives, at no extra round trip, and returned. The all-reduce starts after
+/// the backward pass: LibTorch 1.13's C++ API has no hook after a gradient is accumulated, so
+/// communication does not overlap the backward pass (see docs/distributed.md).
 class TORCHFIT_EXPORT GradientAverager {
  public:
   GradientAverager(std::shared_ptr<Communicator> comm, std::vector<torch::Tensor> params,
