@@ -73,8 +73,9 @@ TORCHFIT_EXPORT int launch_workers(int argc, char** argv, int nproc, std::chrono
 /// about `bucket_bytes`, one all-reduce per bucket (so a net of many small tensors costs a few
 /// collectives, not one per tensor). `extra` values (stop and skip flags) are summed in the
 /// same batch of collectives, at no extra round trip, and returned. The all-reduce starts after
-/// the backward pass: LibTorch 1.13's C++ API has no hook after a gradient is accumulated, so
-/// communication does not overlap the backward pass (see docs/distributed.md).
+/// the backward pass: LibTorch's public C++ API has no hook that runs once a gradient is
+/// accumulated (c10d's own Reducer reaches into autograd internals for one), so communication
+/// does not overlap the backward pass (see docs/distributed.md).
 class TORCHFIT_EXPORT GradientAverager {
  public:
   GradientAverager(std::shared_ptr<Communicator> comm, std::vector<torch::Tensor> params,
