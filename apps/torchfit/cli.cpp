@@ -113,6 +113,8 @@ po::options_description command_options(const std::string& command) {
          "where to write the history: CSV, or JSON when FILE ends in .json")  //
         ("accumulate", po::value<int64_t>()->default_value(1), "gradient accumulation: batches per optimizer step")  //
         ("clip-grad-norm", po::value<double>()->default_value(0.0), "clip the gradients' L2 norm to this (0: off)")  //
+        ("precision", po::value<std::string>()->value_name("P")->default_value("32"),
+         "32, bf16-mixed (autocast to bfloat16; CPU or CUDA) or 16-mixed (float16 with loss scaling; CUDA)")  //
         ("clip-grad-value", po::value<double>()->default_value(0.0),
          "clamp every gradient element to [-X, X] (0: off)")  //
         ("resume", po::value<std::string>()->value_name("STATE")->implicit_value(""),

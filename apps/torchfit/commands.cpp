@@ -211,6 +211,8 @@ int run_train(Invocation& inv) {
   check_writable_parent(history_path, "history file");
   check_writable_parent(config_path, "checkpoint path");
   const auto device = parse_device(inv.options["device"].as<std::string>());
+  const auto precision = parse_precision(inv.options["precision"].as<std::string>());
+  { AutocastGuard check(precision, device); }  // 16-mixed on a CPU: refused before any file is written
   const auto state_every = inv.options["state-every-steps"].as<int64_t>();
   if (state_every < 0) {
     throw ConfigError("--state-every-steps must be 0 (after every epoch only) or positive, got " +
@@ -309,7 +311,8 @@ int run_train(Invocation& inv) {
                        .state_path(state_path)
                        .state_every_steps(state_every)
                        .run_config(settings)
-                       .communicator(comm);
+                       .communicator(comm)
+                       .precision(precision);
     if (resuming) options.resume_from(inv.resume_state);
     history = trainer.fit(train, val, options);
   } catch (...) {

@@ -313,6 +313,13 @@ std::string Trainer::serialize_state(const Context& ctx, const Callbacks& callba
     archive.write("callback" + std::to_string(i), cb);
   }
 
+  // The loss scale of mixed precision: a resume scales as the run would have.
+  if (scaler_) {
+    archive.write("grad_scaler", torch::tensor({scaler_->scale_value(), static_cast<double>(scaler_->good_steps()),
+                                                static_cast<double>(scaler_->skipped_steps())},
+                                               torch::kDouble));
+  }
+
   // The random generators: dropout and anything else drawing numbers continues identically.
   {
     at::Generator cpu = at::globalContext().defaultGenerator(at::kCPU);
@@ -429,6 +436,12 @@ void Trainer::restore_state(Resume& resume, Context& ctx) {
     ctx.logs = read_logs(archive, "logs");
     ctx.global_step = resume.info.global_step;
     ctx.resumed = true;
+    torch::Tensor scaler;
+    if (scaler_ && archive.try_read("grad_scaler", scaler) && scaler.numel() == 3) {
+      const auto v = scaler.to(torch::kDouble).contiguous();
+      const double* d = v.data_ptr<double>();
+      scaler_->set_state(d[0], static_cast<int64_t>(d[1]), static_cast<int64_t>(d[2]));
+    }
 
     torch::Tensor cpu_state;
     archive.read("rng_cpu", cpu_state);

@@ -208,6 +208,23 @@ std::optional<bool> Trainer::higher_is_better(const std::string& key) const {
 }
 
 void Trainer::optimizer_step(Context& ctx, const Callbacks& callbacks, const FitOptions& options) {
+  if (scaler_) {
+    // The gradients back to their true size (exactly: the scale is a power of two), before
+    // clipping and the hooks see them. An inf or NaN among them: no step, a smaller scale.
+    std::vector<torch::Tensor> params;
+    for (auto& group : optimizer_->param_groups()) {
+      for (const auto& p : group.params()) params.push_back(p);
+    }
+    const double scale = scaler_->scale_value();
+    const bool finite = scaler_->unscale(params);
+    scaler_->update(!finite);
+    if (!finite) {
+      logger("trainer")->debug("step skipped at epoch {}, batch {}: inf or NaN gradients at loss scale {}; scale now {}",
+                               ctx.epoch, ctx.batch_index, scale, scaler_->scale_value());
+      compat::zero_grad(*optimizer_);
+      return;
+    }
+  }
   if (options.clip_grad_norm() > 0) {
     torch::nn::utils::clip_grad_norm_(optimizer_->param_groups()[0].params(), options.clip_grad_norm());
     for (size_t g = 1; g < optimizer_->param_groups().size(); ++g) {
@@ -280,8 +297,11 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
 
     bool stepped = false;
     if (!ctx.skip_batch_) {
-      ctx.preds = net_.forward(ctx.inputs);
-      ctx.loss = loss_(ctx.preds, ctx.targets);
+      {
+        AutocastGuard autocast(precision_, device_);
+        ctx.preds = net_.forward(ctx.inputs);
+        ctx.loss = loss_(ctx.preds, ctx.targets);
+      }
       if (ctx.loss.dim() != 0) {
         throw DataError("the loss must be one number per batch (a mean), but '" + loss_.name() +
                         "' returned shape " + shape_string(ctx.loss.sizes()) + "; use reduction mean");
@@ -289,7 +309,8 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
       TORCHFIT_DISPATCH(callbacks, ctx, on_before_backward);
     }
     if (!ctx.skip_batch_) {
-      (accumulate > 1 ? ctx.loss / static_cast<double>(accumulate) : ctx.loss).backward();
+      const auto loss = accumulate > 1 ? ctx.loss / static_cast<double>(accumulate) : ctx.loss;
+      (scaler_ ? scaler_->scale(loss) : loss).backward();
       TORCHFIT_DISPATCH(callbacks, ctx, on_after_backward);
     }
     const bool boundary = (i + 1) % accumulate == 0 || i + 1 == ctx.num_batches;
@@ -368,8 +389,11 @@ void Trainer::run_validation(Context& ctx, const DataLoader& data, const Callbac
     ctx.inputs = batch.inputs;
     ctx.targets = batch.targets;
     TORCHFIT_DISPATCH(callbacks, ctx, on_validation_batch_begin);
-    ctx.preds = net_.forward(ctx.inputs);
-    ctx.loss = loss_(ctx.preds, ctx.targets);
+    {
+      AutocastGuard autocast(precision_, device_);
+      ctx.preds = net_.forward(ctx.inputs);
+      ctx.loss = loss_(ctx.preds, ctx.targets);
+    }
     loss_sum_.add_(ctx.loss, ctx.batch_size);
     for (auto& [name, metric] : metrics_) {
       metric->update(ctx.preds, ctx.targets);
@@ -439,13 +463,19 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
   // Data-parallel: this process's shard of the data; the callbacks that only report or write
   // files run on rank 0 alone.
   comm_ = options.communicator() && options.communicator()->world_size() > 1 ? options.communicator() : nullptr;
-  struct ClearComm {
+  struct ClearPerFit {
     Trainer* t;
-    ~ClearComm() {
+    ~ClearPerFit() {
       t->comm_.reset();
       t->averager_.reset();
+      t->scaler_.reset();
+      t->precision_ = Precision::Float32;
     }
-  } clear_comm{this};
+  } clear_per_fit{this};
+  precision_ = options.precision();
+  { AutocastGuard check(precision_, device_); }  // refuses 16-mixed on a CPU before anything runs
+  scaler_ = options.grad_scaler();
+  if (!scaler_ && precision_ == Precision::FP16Mixed) scaler_ = std::make_shared<GradScaler>();
   const int rank = comm_ ? comm_->rank() : 0;
   const int world = comm_ ? comm_->world_size() : 1;
   Callbacks callbacks;

@@ -173,6 +173,8 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       {"train --model dnn_binary --callbacks wrong_abi" + kTestPlugins, "this torchfit speaks"},
       {"train --model dnn_binary --callbacks not_a_plugin" + kTestPlugins, "is not a torchfit plugin"},
       {"predict --model dnn_binary --data in.csv", "needs --output"},
+      {"train --model dnn_binary --precision bf16", "got 'bf16'; did you mean 'bf16-mixed'?"},
+      {"train --model dnn_binary --precision 16-mixed --device cpu", "16-mixed precision needs a CUDA device"},
   };
   for (const auto& c : cases) {
     auto r = run_torchfit(c.args, dir.path);

@@ -2,6 +2,11 @@
 #define BOOST_TEST_MODULE trainer
 #include <boost/test/unit_test.hpp>
 
+#include <ATen/autocast_mode.h>
+
+#include <cmath>
+#include <set>
+
 #include "../support.hpp"
 
 namespace tf = torchfit;
@@ -306,4 +311,100 @@ BOOST_AUTO_TEST_CASE(bad_inputs_are_refused_clearly) {
   auto trainer = make_trainer();
   BOOST_CHECK_THROW(trainer.fit(tf::DataLoader(regression_data(4, 1), 2), tf::FitOptions().epochs(0)), tf::ConfigError);
   BOOST_CHECK_THROW(trainer.fit(tf::DataLoader(tf::TensorDataset(torch::randn({4, 2})), 2)), tf::DataError);
+}
+
+// ---- mixed precision and loss scaling ------------------------------------------------------
+
+namespace {
+
+// Trains Linear(2, 1) on the regression data for `epochs` from a fixed start; returns the weights.
+torch::Tensor train_linear(tf::FitOptions options, int64_t epochs = 3) {
+  tf::seed_everything(4);
+  torch::nn::Linear net(2, 1);
+  auto opt = std::make_shared<torch::optim::Adam>(net->parameters(), torch::optim::AdamOptions(0.05));
+  tf::Trainer trainer(net, torch::nn::MSELoss(), {}, opt);
+  trainer.to(torch::kCPU);
+  trainer.fit(tf::DataLoader(regression_data(200, 1), tf::LoaderOptions(16).shuffle(true).seed(2)),
+              tf::DataLoader(regression_data(50, 3), 50), options.epochs(epochs));
+  return torch::cat({net->weight.detach().flatten(), net->bias.detach()});
+}
+
+// Puts an inf into the gradients of chosen steps (their global_step when the batch ends).
+struct Overflow : tf::Callback {
+  std::set<int64_t> at;
+  void on_after_backward(tf::Context& ctx) override {
+    if (at.erase(ctx.global_step)) ctx.net().parameters()[0].mutable_grad()[0][0] = INFINITY;  // once each
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(loss_scaling_is_exact_when_nothing_overflows) {
+  // The scale is a power of two: multiplying and dividing by it changes no bit.
+  const auto plain = train_linear(tf::FitOptions());
+  auto scaler = std::make_shared<tf::GradScaler>();
+  const auto scaled = train_linear(tf::FitOptions().grad_scaler(scaler));
+  BOOST_TEST(torch::equal(plain, scaled));
+  BOOST_TEST(scaler->skipped_steps() == 0);
+  BOOST_TEST(scaler->scale_value() == 65536.0);
+}
+
+BOOST_AUTO_TEST_CASE(loss_scaling_skips_a_step_with_inf_gradients_and_backs_off) {
+  auto overflow = std::make_shared<Overflow>();
+  overflow->at = {5, 20};
+  tf::GradScaler::Options o;
+  o.growth_interval = 10;
+  auto scaler = std::make_shared<tf::GradScaler>(o);
+  tf::seed_everything(4);
+  torch::nn::Linear net(2, 1);
+  auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.01));
+  tf::Trainer trainer(net, torch::nn::MSELoss(), {}, opt);
+  auto recorder = std::make_shared<Recorder>();
+  trainer.fit(tf::DataLoader(regression_data(160, 1), 16),
+              tf::FitOptions().epochs(3).grad_scaler(scaler).callbacks({overflow, recorder}));
+  // 30 batches, 2 skipped: 28 steps; the weights stay finite.
+  BOOST_TEST(recorder->steps.back() == 28);
+  BOOST_TEST(scaler->skipped_steps() == 2);
+  BOOST_TEST(torch::isfinite(net->weight).all().item<bool>());
+  // Halved twice; the 10 good steps after the first skip doubled it once in between; 8 good
+  // steps since the second (growth after 10).
+  BOOST_TEST(scaler->scale_value() == 65536.0 * 0.5 * 2 * 0.5);
+  BOOST_TEST(scaler->good_steps() == 8);
+}
+
+BOOST_AUTO_TEST_CASE(bf16_mixed_runs_forward_in_bfloat16_with_float32_weights) {
+  struct Dtypes : tf::Callback {
+    std::set<std::string> seen;
+    void on_before_backward(tf::Context& ctx) override { seen.insert("train " + std::string(c10::toString(ctx.preds.scalar_type()))); }
+    void on_validation_batch_end(tf::Context& ctx) override { seen.insert("val " + std::string(c10::toString(ctx.preds.scalar_type()))); }
+  };
+  auto dtypes = std::make_shared<Dtypes>();
+  const auto w = train_linear(tf::FitOptions().precision(tf::Precision::BF16Mixed).callbacks({dtypes}), 40);
+  BOOST_TEST((dtypes->seen == std::set<std::string>{"train BFloat16", "val BFloat16"}));
+  BOOST_TEST(w.scalar_type() == torch::kFloat);
+  // bfloat16 keeps 8 bits of mantissa: the line is learned to about 1%.
+  BOOST_TEST_MESSAGE("bf16-mixed: w " << w);
+  BOOST_TEST(std::abs(w[0].item<double>() - 2) < 0.1);
+  BOOST_TEST(std::abs(w[1].item<double>() + 3) < 0.1);
+  BOOST_TEST(std::abs(w[2].item<double>() - 10) < 0.5);
+  // Autocast is off again after the fit.
+  BOOST_TEST(!at::autocast::is_cpu_enabled());
+}
+
+BOOST_AUTO_TEST_CASE(precision_names_and_float16_on_a_cpu) {
+  BOOST_TEST((tf::parse_precision("bf16-mixed") == tf::Precision::BF16Mixed));
+  BOOST_TEST((tf::parse_precision("32-true") == tf::Precision::Float32));
+  try {
+    tf::parse_precision("bf16");
+    BOOST_ERROR("no error");
+  } catch (const tf::ConfigError& e) {
+    BOOST_TEST(std::string(e.what()) == "--precision must be 32, bf16-mixed or 16-mixed, got 'bf16'; did you mean "
+                                        "'bf16-mixed'?");
+  }
+  try {
+    train_linear(tf::FitOptions().precision(tf::Precision::FP16Mixed).device(torch::kCPU));
+    BOOST_ERROR("no error");
+  } catch (const tf::ConfigError& e) {
+    BOOST_TEST(std::string(e.what()).find("16-mixed precision needs a CUDA device") != std::string::npos);
+  }
 }

@@ -18,6 +18,7 @@
 #include "torchfit/monitor.hpp"
 #include "torchfit/net.hpp"
 #include "torchfit/plugin.hpp"
+#include "torchfit/precision.hpp"
 #include "torchfit/registry.hpp"
 #include "torchfit/scheduler.hpp"
 #include "torchfit/signals.hpp"

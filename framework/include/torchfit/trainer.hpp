@@ -18,6 +18,7 @@
 #include "torchfit/loss.hpp"
 #include "torchfit/metric.hpp"
 #include "torchfit/net.hpp"
+#include "torchfit/precision.hpp"
 #include "torchfit/scheduler.hpp"
 
 namespace torchfit {
@@ -61,6 +62,13 @@ struct TORCHFIT_EXPORT FitOptions {
   /// stopping, a signal, the NaN guard) on any process stops all at the same step. Null or a
   /// world of one: a single process.
   TORCH_ARG(std::shared_ptr<Communicator>, communicator) = nullptr;
+  /// Mixed precision (precision.hpp): bf16-mixed and 16-mixed run forward and loss under
+  /// autocast (training and validation); the weights, the optimizer and the metrics' sums stay
+  /// in float32 (double for sums).
+  TORCH_ARG(Precision, precision) = Precision::Float32;
+  /// Loss scaling: made for 16-mixed when not given; give one to scale the loss in any
+  /// precision. Its scale is part of the training state.
+  TORCH_ARG(std::shared_ptr<GradScaler>, grad_scaler) = nullptr;
 };
 
 class TORCHFIT_EXPORT Trainer {
@@ -148,7 +156,9 @@ class TORCHFIT_EXPORT Trainer {
   int interrupted_by_ = 0;
   bool warned_metric_state_ = false;
 
-  // Data-parallel training, for the current fit only.
+  // Mixed precision and data-parallel training, for the current fit only.
+  Precision precision_ = Precision::Float32;
+  std::shared_ptr<GradScaler> scaler_;
   std::shared_ptr<Communicator> comm_;
   std::unique_ptr<GradientAverager> averager_;
   bool warned_metric_sync_ = false;
