@@ -50,19 +50,24 @@ struct Workload {
 struct Setup {
   tf::Registry* registry;
   fs::path tmp;
+  torch::Device device = torch::kCPU;
+  tf::Precision precision = tf::Precision::Float32;
 };
 
 std::shared_ptr<tf::Callback> callback(tf::Registry& reg, const std::string& name, std::vector<std::string> args) {
   return reg.make_callback(name, reg.parse_options(reg.find(name, tf::PluginKind::Callback), args));
 }
 
-double run_hand(const Workload& w, uint64_t seed, double* acc) {
+double run_hand(const Workload& w, uint64_t seed, const Setup& s, double* acc) {
   torch::manual_seed(seed);
   auto net = w.make_net();
+  net->to(s.device);
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(w.lr));
+  // The data moves to the device inside the timing, as fit() moves it inside its own.
   const auto start = Clock::now();
-  auto r = bench::hand_loop(net, opt, w.train.features(), w.train.targets(), w.val.features(), w.val.targets(), w.epochs,
-                            w.batch_size, seed, w.classes);
+  const auto train = w.train.to(s.device), val = w.val.to(s.device);
+  auto r = bench::hand_loop(net, opt, train.features(), train.targets(), val.features(), val.targets(), w.epochs,
+                            w.batch_size, seed, w.classes, [&] { return tf::AutocastGuard(s.precision, s.device); });
   const double t = seconds_since(start);
   *acc = r.val_acc;
   return t;
@@ -74,7 +79,7 @@ double run_fit(const Workload& w, uint64_t seed, const Setup& s, char variant, d
   auto opt = std::make_shared<torch::optim::Adam>(net->parameters(), torch::optim::AdamOptions(w.lr));
   tf::Loss loss = w.classes == 1 ? tf::Loss(torch::nn::BCEWithLogitsLoss()) : tf::Loss(torch::nn::CrossEntropyLoss());
   tf::Trainer trainer(net, loss, s.registry->make_metrics({w.metric}), opt);
-  trainer.to(torch::kCPU);
+  trainer.to(s.device);
   tf::Callbacks callbacks;
   const std::string monitor = "--monitor=val_" + w.metric;
   if (variant == 'C') {
@@ -88,7 +93,7 @@ double run_fit(const Workload& w, uint64_t seed, const Setup& s, char variant, d
   tf::DataLoader train(w.train, tf::LoaderOptions(w.batch_size).shuffle(true).seed(seed));
   tf::DataLoader val(w.val, w.batch_size);
   const auto start = Clock::now();
-  auto h = trainer.fit(train, val, tf::FitOptions().epochs(w.epochs).callbacks(callbacks));
+  auto h = trainer.fit(train, val, tf::FitOptions().epochs(w.epochs).callbacks(callbacks).precision(s.precision));
   const double t = seconds_since(start);
   *acc = h.back().at("val_" + w.metric);
   return t;
@@ -143,6 +148,8 @@ int main(int argc, char** argv) {
       ("mlp-epochs", po::value<int64_t>()->default_value(3), "MLP epochs (0: skip the MLP)")        //
       ("mlp-samples", po::value<int64_t>()->default_value(60000), "MLP training samples")          //
       ("smoke", "tiny sizes, one repetition: checks that the benchmark runs")                     //
+      ("device", po::value<std::string>()->default_value("cpu"), "cpu, cuda or cuda:N")            //
+      ("precision", po::value<std::string>()->default_value("32"), "32 or bf16-mixed (both loops)")  //
       ("plugin-dir", po::value<std::string>()->default_value(TORCHFIT_BENCH_TEST_PLUGINS), "folder with noop.so")  //
       ("runner", po::value<std::string>()->default_value(TORCHFIT_BENCH_RUNNER), "the torchfit binary")  //
       ("hand-program", po::value<std::string>()->default_value(TORCHFIT_BENCH_HAND), "the hand loop as a program");
@@ -158,6 +165,7 @@ int main(int argc, char** argv) {
     std::cout << desc;
     return 0;
   }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each result line as it comes, also into a pipe
   const bool smoke = vm.count("smoke");
   const int reps = smoke ? 1 : vm["reps"].as<int>();
   const int64_t ring_epochs = smoke ? 2 : vm["epochs"].as<int64_t>();
@@ -170,9 +178,21 @@ int main(int argc, char** argv) {
   const fs::path tmp = fs::temp_directory_path() / ("torchfit-bench-" + std::to_string(::getpid()));
   fs::create_directories(tmp);
   Setup setup{&registry, tmp};
+  try {
+    setup.device = tf::parse_device(vm["device"].as<std::string>());
+    setup.precision = tf::parse_precision(vm["precision"].as<std::string>());
+    if (setup.precision == tf::Precision::FP16Mixed) {
+      throw tf::ConfigError("--precision 16-mixed needs loss scaling, which the hand-written loop does not do");
+    }
+    tf::AutocastGuard check(setup.precision, setup.device);
+  } catch (const std::exception& e) {
+    std::cerr << "torchfit_bench: " << e.what() << "\n";
+    return 2;
+  }
 
-  std::printf("torchfit %s, LibTorch %s, %d intra-op threads, %u cores\n", tf::version().c_str(),
-              tf::compat::torch_version().c_str(), torch::get_num_threads(), std::thread::hardware_concurrency());
+  std::printf("torchfit %s, LibTorch %s, %d intra-op threads, %u cores, device %s, precision %s\n",
+              tf::version().c_str(), tf::compat::torch_version().c_str(), torch::get_num_threads(),
+              std::thread::hardware_concurrency(), setup.device.str().c_str(), tf::precision_name(setup.precision));
 
   auto ring_model =
       registry.make_model("dnn_binary", registry.parse_options(registry.find("dnn_binary", tf::PluginKind::Model)));
@@ -194,12 +214,12 @@ int main(int argc, char** argv) {
     std::map<char, std::vector<double>> times;
     std::map<char, double> acc;
     double scratch = 0;
-    run_hand(w, 2, &scratch);  // warm-up: first-touch allocations, thread pool start
+    run_hand(w, 2, setup, &scratch);  // warm-up: first-touch allocations, thread pool start
     for (int r = 0; r < reps; ++r) {
       // Rotate the order each repetition so that no variant always runs right after another.
       for (size_t i = 0; i < variants.size(); ++i) {
         const char v = variants[(i + static_cast<size_t>(r)) % variants.size()];
-        times[v].push_back(v == 'A' ? run_hand(w, 2, &acc[v]) : run_fit(w, 2, setup, v, &acc[v]));
+        times[v].push_back(v == 'A' ? run_hand(w, 2, setup, &acc[v]) : run_fit(w, 2, setup, v, &acc[v]));
       }
     }
     report(w, times, acc);
@@ -240,8 +260,9 @@ int main(int argc, char** argv) {
   const auto epochs_arg = std::to_string(ring_epochs);
   auto [hand_s, hand_rss] = run_child({vm["hand-program"].as<std::string>(), epochs_arg});
   fs::current_path(tmp);
+  // On the CPU, like the hand-written program, whatever --device the loops above ran on.
   auto [fit_s, fit_rss] = run_child({runner, "train", "--model", "dnn_binary", "--epochs", epochs_arg, "--patience",
-                                     "100000", "--monitor", "val_acc", "--quiet"});
+                                     "100000", "--monitor", "val_acc", "--quiet", "--device", "cpu"});
   std::printf("peak RSS, ring for %s epochs: torchfit train %.1f MiB, hand-written program %.1f MiB, ratio %.3f\n",
               epochs_arg.c_str(), fit_rss, hand_rss, fit_rss / hand_rss);
   std::error_code ec;

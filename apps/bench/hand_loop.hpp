@@ -15,10 +15,13 @@ struct HandResult {
 /// step per batch, then validation loss and accuracy. Loss sums stay on the device; one
 /// host sync per value per epoch, as a careful hand-written loop does.
 /// `classes` = 1: one logit per sample (BCE); otherwise cross-entropy over `classes` scores.
-template <typename Net>
+/// The data's device is the device it trains on. `autocast()` returns a guard held around each
+/// forward pass and loss (mixed precision), or anything for none.
+struct NoGuard {};
+template <typename Net, typename Autocast = NoGuard (*)()>
 HandResult hand_loop(Net& net, torch::optim::Optimizer& opt, const torch::Tensor& x_train, const torch::Tensor& y_train,
                      const torch::Tensor& x_val, const torch::Tensor& y_val, int64_t epochs, int64_t batch_size,
-                     uint64_t seed, int64_t classes) {
+                     uint64_t seed, int64_t classes, Autocast autocast = [] { return NoGuard{}; }) {
   auto loss_fn = [&](const torch::Tensor& out, const torch::Tensor& y) {
     return classes == 1 ? torch::binary_cross_entropy_with_logits(out, y) : torch::nn::functional::cross_entropy(out, y);
   };
@@ -27,28 +30,34 @@ HandResult hand_loop(Net& net, torch::optim::Optimizer& opt, const torch::Tensor
   };
   HandResult r;
   const int64_t n = x_train.size(0), m = x_val.size(0);
+  const auto device = x_train.device();
   torch::manual_seed(seed);
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
     net->train();
-    auto perm = torch::randperm(n, torch::kLong);
-    auto loss_sum = torch::zeros({}, torch::kDouble);
+    auto perm = torch::randperm(n, torch::kLong).to(device);
+    auto loss_sum = torch::zeros({}, torch::TensorOptions(torch::kDouble).device(device));
     for (int64_t start = 0; start < n; start += batch_size) {
       auto idx = perm.narrow(0, start, std::min(batch_size, n - start));
       auto x = x_train.index_select(0, idx);
       auto y = y_train.index_select(0, idx);
       opt.zero_grad();
-      auto loss = loss_fn(net->forward(x), y);
+      torch::Tensor loss;
+      {
+        auto guard = autocast();
+        loss = loss_fn(net->forward(x), y);
+      }
       loss.backward();
       opt.step();
       loss_sum.add_(loss.detach(), x.size(0));
     }
     net->eval();
     torch::NoGradGuard no_grad;
-    auto val_loss = torch::zeros({}, torch::kDouble);
-    auto hits = torch::zeros({}, torch::kLong);
+    auto val_loss = torch::zeros({}, torch::TensorOptions(torch::kDouble).device(device));
+    auto hits = torch::zeros({}, torch::TensorOptions(torch::kLong).device(device));
     for (int64_t start = 0; start < m; start += batch_size) {
       const int64_t len = std::min(batch_size, m - start);
       auto x = x_val.narrow(0, start, len), y = y_val.narrow(0, start, len);
+      auto guard = autocast();
       auto out = net->forward(x);
       val_loss.add_(loss_fn(out, y), len);
       hits.add_(correct(out, y));

@@ -115,6 +115,9 @@ po::options_description command_options(const std::string& command) {
         ("clip-grad-norm", po::value<double>()->default_value(0.0), "clip the gradients' L2 norm to this (0: off)")  //
         ("precision", po::value<std::string>()->value_name("P")->default_value("32"),
          "32, bf16-mixed (autocast to bfloat16; CPU or CUDA) or 16-mixed (float16 with loss scaling; CUDA)")  //
+        ("pin-memory", po::value<bool>()->value_name("BOOL")->default_value(false)->implicit_value(true),
+         "on a GPU: keep the data in pinned host memory and copy each batch asynchronously, for data larger "
+         "than the GPU's memory (default: the data is copied to the GPU once)")  //
         ("clip-grad-value", po::value<double>()->default_value(0.0),
          "clamp every gradient element to [-X, X] (0: off)")  //
         ("resume", po::value<std::string>()->value_name("STATE")->implicit_value(""),

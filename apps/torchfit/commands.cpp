@@ -290,8 +290,9 @@ int run_train(Invocation& inv) {
   install_stop_signal_handlers();
 
   Trainer trainer(s.net, s.model->make_loss(), s.metrics, optimizer);
-  DataLoader train(s.data.train, LoaderOptions(s.batch_size).shuffle(true).seed(s.seed));
-  DataLoader val(s.data.val, LoaderOptions(s.batch_size));
+  const bool pin = inv.options["pin-memory"].as<bool>();
+  DataLoader train(s.data.train, LoaderOptions(s.batch_size).shuffle(true).seed(s.seed).pin_memory(pin));
+  DataLoader val(s.data.val, LoaderOptions(s.batch_size).pin_memory(pin));
   auto save_history = [&](const History& h) {
     if (history_path.extension() == ".json") {
       h.to_json(history_path);

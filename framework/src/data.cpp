@@ -154,9 +154,20 @@ DataLoader DataLoader::shard(int64_t rank, int64_t count, bool pad) const {
 
 DataLoader DataLoader::to(torch::Device device) const {
   DataLoader copy = *this;
+  const bool host_data = dataset_.features().device().is_cpu();
+  if (options_.pin_memory() && device.is_cuda() && host_data) {
+    if (copy_to_ == device) return copy;
+    auto pin = [](const torch::Tensor& t) { return t.defined() && !t.is_pinned() ? t.contiguous().pin_memory() : t; };
+    copy.dataset_ = TensorDataset(pin(dataset_.features()), pin(dataset_.targets()));
+    copy.copy_to_ = device;
+    return copy;
+  }
+  copy.copy_to_.reset();
   copy.dataset_ = dataset_.to(device);
   return copy;
 }
+
+torch::Device DataLoader::batch_device() const { return copy_to_ ? *copy_to_ : dataset_.features().device(); }
 
 DataLoader::Epoch DataLoader::epoch(uint64_t epoch) const {
   const auto device = dataset_.features().device();
@@ -191,12 +202,23 @@ Batch DataLoader::Epoch::batch(int64_t index) const {
   const int64_t b = loader_->options_.batch_size();
   const int64_t start = index * b;
   const int64_t len = std::min(b, loader_->epoch_size() - start);
-  if (!order_.defined()) {
-    return {ds.features().narrow(0, start, len),
-            ds.has_targets() ? ds.targets().narrow(0, start, len) : torch::Tensor()};
-  }
-  auto idx = order_.narrow(0, start, len);
-  return {ds.features().index_select(0, idx), ds.has_targets() ? ds.targets().index_select(0, idx) : torch::Tensor()};
+  torch::Tensor idx;
+  if (order_.defined()) idx = order_.narrow(0, start, len);
+  auto rows = [&](const torch::Tensor& t) -> torch::Tensor {
+    if (!t.defined()) return t;
+    if (!loader_->copy_to_) return idx.defined() ? t.index_select(0, idx) : t.narrow(0, start, len);
+    // pin_memory: gather into pinned memory (a slice of the pinned data already is), then an
+    // asynchronous copy. LibTorch's pinned-memory cache keeps the buffer until the copy is done.
+    torch::Tensor host = t.narrow(0, start, len);
+    if (idx.defined()) {
+      auto sizes = t.sizes().vec();
+      sizes[0] = len;
+      host = torch::empty(sizes, t.options().pinned_memory(true));
+      torch::index_select_out(host, t, 0, idx);
+    }
+    return host.to(*loader_->copy_to_, /*non_blocking=*/true);
+  };
+  return {rows(ds.features()), rows(ds.targets())};
 }
 
 Batch DataLoader::Iterator::operator*() const { return epoch_->batch(index_); }

@@ -3,6 +3,9 @@
 
 #include <ATen/autocast_mode.h>
 
+#include <algorithm>
+
+#include "torchfit/compat.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/registry.hpp"
 
@@ -33,8 +36,44 @@ const char* precision_name(Precision precision) {
   return "?";
 }
 
-// LibTorch 1.13 and 2.x up to 2.3 have these per-device-type functions (2.4 adds
-// device-generic ones and keeps these, deprecated).
+namespace {
+
+// LibTorch 2.4 made autocast's state per device type (at::autocast::set_autocast_enabled(type, on))
+// and deprecated the per-device functions that 1.13 has; each build uses its own.
+bool autocast_enabled(bool cuda) {
+#if TORCHFIT_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(cuda ? at::kCUDA : at::kCPU);
+#else
+  return cuda ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+#endif
+}
+
+void set_autocast_enabled(bool cuda, bool enabled) {
+#if TORCHFIT_TORCH_AT_LEAST(2, 4)
+  at::autocast::set_autocast_enabled(cuda ? at::kCUDA : at::kCPU, enabled);
+#else
+  cuda ? at::autocast::set_enabled(enabled) : at::autocast::set_cpu_enabled(enabled);
+#endif
+}
+
+at::ScalarType autocast_dtype(bool cuda) {
+#if TORCHFIT_TORCH_AT_LEAST(2, 4)
+  return at::autocast::get_autocast_dtype(cuda ? at::kCUDA : at::kCPU);
+#else
+  return cuda ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+
+void set_autocast_dtype(bool cuda, at::ScalarType dtype) {
+#if TORCHFIT_TORCH_AT_LEAST(2, 4)
+  at::autocast::set_autocast_dtype(cuda ? at::kCUDA : at::kCPU, dtype);
+#else
+  cuda ? at::autocast::set_autocast_gpu_dtype(dtype) : at::autocast::set_autocast_cpu_dtype(dtype);
+#endif
+}
+
+}  // namespace
+
 AutocastGuard::AutocastGuard(Precision precision, torch::Device device) {
   if (precision == Precision::Float32) return;
   cuda_ = device.is_cuda();
@@ -42,19 +81,11 @@ AutocastGuard::AutocastGuard(Precision precision, torch::Device device) {
     throw ConfigError("16-mixed precision needs a CUDA device (LibTorch's CPU autocast has no float16); on a CPU "
                       "use bf16-mixed");
   }
-  const auto dtype = precision == Precision::BF16Mixed ? at::kBFloat16 : at::kHalf;
   active_ = true;
-  if (cuda_) {
-    was_enabled_ = at::autocast::is_enabled();
-    was_dtype_ = at::autocast::get_autocast_gpu_dtype();
-    at::autocast::set_autocast_gpu_dtype(dtype);
-    at::autocast::set_enabled(true);
-  } else {
-    was_enabled_ = at::autocast::is_cpu_enabled();
-    was_dtype_ = at::autocast::get_autocast_cpu_dtype();
-    at::autocast::set_autocast_cpu_dtype(dtype);
-    at::autocast::set_cpu_enabled(true);
-  }
+  was_enabled_ = autocast_enabled(cuda_);
+  was_dtype_ = autocast_dtype(cuda_);
+  set_autocast_dtype(cuda_, precision == Precision::BF16Mixed ? at::kBFloat16 : at::kHalf);
+  set_autocast_enabled(cuda_, true);
   at::autocast::increment_nesting();
 }
 
@@ -63,13 +94,8 @@ AutocastGuard::~AutocastGuard() {
   // Leaving the outermost autocast region drops its cache of casted weights, as
   // torch.autocast's __exit__ does.
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  if (cuda_) {
-    at::autocast::set_enabled(was_enabled_);
-    at::autocast::set_autocast_gpu_dtype(was_dtype_);
-  } else {
-    at::autocast::set_cpu_enabled(was_enabled_);
-    at::autocast::set_autocast_cpu_dtype(was_dtype_);
-  }
+  set_autocast_enabled(cuda_, was_enabled_);
+  set_autocast_dtype(cuda_, was_dtype_);
 }
 
 GradScaler::GradScaler(Options options) : options_(options), scale_(options.init_scale) {
@@ -85,15 +111,30 @@ torch::Tensor GradScaler::scale(const torch::Tensor& loss) const { return loss *
 bool GradScaler::unscale(const std::vector<torch::Tensor>& params) {
   torch::NoGradGuard no_grad;
   const double inverse = 1.0 / scale_;
-  torch::Tensor bad;
+  std::vector<torch::Tensor> grads;
   for (const auto& p : params) {
-    if (!p.grad().defined()) continue;
-    auto g = p.grad();
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  if (grads.empty()) return true;
+  const auto device = grads.front().device();
+  const bool fused = device.is_cuda() && std::all_of(grads.begin(), grads.end(), [&](const torch::Tensor& g) {
+    return g.device() == device && g.scalar_type() == torch::kFloat;
+  });
+  if (fused) {
+    // One kernel for every gradient, as torch.amp.GradScaler does on a GPU (it has no CPU
+    // kernel in LibTorch 1.13). The scale is a power of two, so its inverse is exact in float32.
+    auto found_inf = torch::zeros({1}, grads.front().options());
+    const auto inv_scale = torch::full({1}, inverse, grads.front().options());
+    at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf, inv_scale);
+    return found_inf.item<float>() == 0.0f;
+  }
+  torch::Tensor bad;
+  for (auto& g : grads) {
     g.mul_(inverse);
     const auto b = g.isfinite().logical_not().any();
     bad = bad.defined() ? bad.logical_or(b.to(bad.device())) : b;
   }
-  return !(bad.defined() && bad.item<bool>());
+  return !bad.item<bool>();
 }
 
 void GradScaler::update(bool found_inf) {

@@ -68,7 +68,8 @@ BOOST_AUTO_TEST_CASE(main_job_ring_classifier) {
   test::TempDir dir;
   auto r = run_torchfit(kRing, dir.path);
   BOOST_REQUIRE(r.rc == 0);
-  BOOST_TEST(has(r.err, "<<<<<< cpu is used >>>>>>"));
+  // --device auto: the GPU where there is one (scripts/cuda-check.sh runs this suite there too)
+  BOOST_TEST(has(r.err, torch::cuda::is_available() ? "<<<<<< cuda is used >>>>>>" : "<<<<<< cpu is used >>>>>>"));
   BOOST_TEST(has(r.err, "Epoch 1/100 - "));  // not a terminal: one plain line per epoch
   BOOST_TEST(!has(r.err, "\r"));
   BOOST_TEST(has(r.err, "<<<<<< reach best val_acc : "));

@@ -99,6 +99,7 @@ MlpRun train_mlp(std::vector<std::string> args, const torch::Tensor& x, const to
   auto net = model->make_net();
   auto opt = std::make_shared<torch::optim::Adam>(net.parameters(), torch::optim::AdamOptions(1e-2));
   tf::Trainer trainer(net, model->make_loss(), registry().make_metrics(model->default_metrics()), opt);
+  trainer.to(torch::kCPU);  // the checks below compare with CPU tensors
   trainer.fit(tf::DataLoader(parts[0], tf::LoaderOptions(64).shuffle(true).seed(1)), tf::DataLoader(parts[1], 256),
               tf::FitOptions().epochs(epochs));
   return {model, net, trainer.evaluate(tf::DataLoader(parts[1], 256))};

@@ -6,6 +6,11 @@
 
 #include <string>
 
+/// True when compiled against LibTorch major.minor or newer: the one test for version
+/// differences (used here and in precision.cpp).
+#define TORCHFIT_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
 namespace torchfit::compat {
 
 /// "1.13.1" or "2.3.0": the LibTorch this code was compiled against.

@@ -53,6 +53,11 @@ struct TORCHFIT_EXPORT LoaderOptions {
   TORCH_ARG(bool, drop_last) = false;
   /// Shuffle seed; unset, it is drawn from LibTorch's global generator (so seed_everything fixes it).
   TORCH_ARG(std::optional<uint64_t>, seed) = std::nullopt;
+  /// Training on a GPU: keep the data in pinned host memory and copy each batch to the device
+  /// asynchronously (non_blocking), like torch.utils.data.DataLoader(pin_memory=True) with
+  /// .to(device, non_blocking=True). Off, the whole dataset is copied to the device once, which
+  /// is faster when it fits in the device's memory. No effect on a CPU.
+  TORCH_ARG(bool, pin_memory) = false;
 };
 
 /// One batch: views or gathered copies of the dataset's rows.
@@ -114,8 +119,11 @@ class TORCHFIT_EXPORT DataLoader {
   uint64_t seed() const { return seed_; }
   int64_t num_batches() const;
   int64_t num_samples() const;
-  /// The same loader over a copy of the data on `device`.
+  /// The same loader for training on `device`: over a copy of the data there, or with
+  /// pin_memory over the data in pinned host memory, each batch copied to `device` as it is read.
   DataLoader to(torch::Device device) const;
+  /// Where batches are: the data's device, or the device they are copied to (pin_memory).
+  torch::Device batch_device() const;
   /// Process `rank`'s part of every epoch, for data-parallel training over `count` processes
   /// (like torch.utils.data.DistributedSampler): every process computes the same global order
   /// of the epoch and takes every count-th sample from position `rank`. With `pad` (training)
@@ -135,6 +143,7 @@ class TORCHFIT_EXPORT DataLoader {
   int64_t shard_rank_ = 0;
   int64_t shard_count_ = 1;
   bool shard_pad_ = false;
+  std::optional<torch::Device> copy_to_;  // pin_memory: batches are copied here
 };
 
 }  // namespace torchfit
