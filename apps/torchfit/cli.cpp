@@ -378,13 +378,6 @@ Invocation parse(int argc, char** argv) {
     if (std::ifstream(beside).good()) inv.config_file = beside;
   }
   if (!inv.config_file.empty()) inv.config = read_config(inv.config_file);
-  auto from_config = [&](const std::string& key) -> std::optional<std::string> {
-    for (const auto& e : inv.config) {
-      if (e.key == key) return e.value;
-    }
-    return std::nullopt;
-  };
-
   std::vector<std::filesystem::path> dirs;
   if (first.count("plugin-dir")) {
     for (const auto& d : first["plugin-dir"].as<std::vector<std::string>>()) dirs.emplace_back(d);
@@ -400,7 +393,7 @@ Invocation parse(int argc, char** argv) {
   std::vector<const PluginEntry*> loaded;
   auto value_of = [&](const std::string& key) -> std::optional<std::string> {
     if (first.count(key) && !first[key].defaulted()) return text_of(first[key].value());
-    if (auto v = from_config(key)) return v;
+    if (auto v = inv.config_value(key)) return v;
     if (first.count(key)) return text_of(first[key].value());
     return std::nullopt;
   };
@@ -415,7 +408,7 @@ Invocation parse(int argc, char** argv) {
   if (inv.command == "train") {
     const auto list = value_of("callbacks").value_or(kDefaultCallbacks);
     if (list != "none") inv.callbacks = split_list(list);
-    const bool quiet = (first.count("quiet") && first["quiet"].as<bool>()) || from_config("quiet") == "true";
+    const bool quiet = (first.count("quiet") && first["quiet"].as<bool>()) || inv.config_value("quiet") == "true";
     if (quiet) inv.callbacks.erase(std::remove(inv.callbacks.begin(), inv.callbacks.end(), "progress_bar"),
                                    inv.callbacks.end());
     for (size_t i = 0; i < inv.callbacks.size(); ++i) {

@@ -4,6 +4,7 @@
 #include <boost/program_options.hpp>
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -36,6 +37,14 @@ struct Invocation {
   /// (--monitor, --patience, ...), then --<name>.<option> and [<name>] values.
   PluginOptions plugin_options(const PluginEntry& entry) const;
   bool has(const std::string& key) const { return options.count(key) && !options[key].defaulted(); }
+  /// The config file's value for `key` (the given file, the run's FILE.ini, or a resumed run's
+  /// settings), if it has one.
+  std::optional<std::string> config_value(const std::string& key) const {
+    for (const auto& e : config) {
+      if (e.key == key) return e.value;
+    }
+    return std::nullopt;
+  }
 
   std::map<std::string, std::vector<std::string>> plugin_values;  ///< plugin -> {"--opt=value", ...}
   std::set<std::string> config_keys;  ///< runner options whose value came from the config file

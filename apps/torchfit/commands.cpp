@@ -1,15 +1,15 @@
 // The runner's commands: train, evaluate, predict, summary, plugins.
 #include "commands.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include <torchfit/torchfit.hpp>
-
-#include <algorithm>
-#include <cmath>
 
 namespace torchfit::cli {
 
@@ -99,13 +99,8 @@ DataSplits user_or_model_data(Invocation& inv, Setup& s, Purpose purpose) {
   }
   // Train's own options; evaluate finds them in the run's settings (FILE.ini).
   auto train_option = [&](const std::string& key) -> std::optional<std::string> {
-    if (purpose == Purpose::Train) {
-      return inv.has(key) ? std::optional(inv.options[key].as<std::string>()) : std::nullopt;
-    }
-    for (const auto& e : inv.config) {
-      if (e.key == key) return e.value;
-    }
-    return std::nullopt;
+    if (purpose != Purpose::Train) return inv.config_value(key);
+    return inv.has(key) ? std::optional(inv.options[key].as<std::string>()) : std::nullopt;
   };
   auto all = read_labelled(*s.model, data, csv);
   DataSplits splits;
@@ -423,7 +418,8 @@ int run_summary(Invocation& inv) {
   return 0;
 }
 
-int run_plugins(Invocation& inv) {
+int run_plugins(Invocation& inv, const std::optional<ListingKey>& cache_key) {
+  std::ostringstream out;
   const auto& reg = *inv.registry;
   size_t name_width = 4, version_width = 7;
   for (const auto& p : reg.plugins()) {
@@ -431,31 +427,33 @@ int run_plugins(Invocation& inv) {
     version_width = std::max(version_width, p.info.version.size());
   }
   auto pad = [](const std::string& s, size_t w) { return s + std::string(w > s.size() ? w - s.size() : 0, ' '); };
-  std::cout << pad("KIND", 9) << "  " << pad("NAME", name_width) << "  " << pad("VERSION", version_width)
-            << "  DESCRIPTION\n";
+  out << pad("KIND", 9) << "  " << pad("NAME", name_width) << "  " << pad("VERSION", version_width)
+      << "  DESCRIPTION\n";
   for (auto kind : {PluginKind::Model, PluginKind::Callback, PluginKind::Metric}) {
     for (const auto& p : reg.plugins()) {
       if (p.info.kind != kind) continue;
-      std::cout << pad(kind_name(kind), 9) << "  " << pad(p.info.name, name_width) << "  "
-                << pad(p.info.version, version_width) << "  " << p.info.description << "\n";
-      std::cout << std::string(13 + name_width + version_width, ' ') << "file: " << p.file.string() << "\n";
+      out << pad(kind_name(kind), 9) << "  " << pad(p.info.name, name_width) << "  "
+          << pad(p.info.version, version_width) << "  " << p.info.description << "\n";
+      out << std::string(13 + name_width + version_width, ' ') << "file: " << p.file.string() << "\n";
     }
   }
-  if (reg.plugins().empty()) std::cout << "(no plugins found)\n";
-  std::cout << "\nplugin ABI " << kPluginAbiVersion << ", torchfit " << version() << ", LibTorch "
-            << compat::torch_version() << "\nsearched:";
+  if (reg.plugins().empty()) out << "(no plugins found)\n";
+  out << "\nplugin ABI " << kPluginAbiVersion << ", torchfit " << version() << ", LibTorch "
+      << compat::torch_version() << "\nsearched:";
   for (const auto& d : reg.dirs()) {
     std::error_code ec;
-    std::cout << "\n  " << d.string() << (fs::is_directory(d, ec) ? "" : "  (does not exist)");
+    out << "\n  " << d.string() << (fs::is_directory(d, ec) ? "" : "  (does not exist)");
   }
-  std::cout << "\n";
+  out << "\n";
   bool header = false;
   for (const auto& s : reg.skipped()) {
     if (!s.is_plugin && !spdlog::should_log(spdlog::level::debug)) continue;
-    if (!header) std::cout << "\nnot loaded:\n";
+    if (!header) out << "\nnot loaded:\n";
     header = true;
-    std::cout << "  " << s.file.string() << ": " << s.reason << "\n";
+    out << "  " << s.file.string() << ": " << s.reason << "\n";
   }
+  std::cout << out.str();
+  if (cache_key) save_listing(*cache_key, reg.dirs(), out.str());
   return 0;
 }
 

@@ -252,8 +252,7 @@ void Trainer::check_stop_signal(Context& ctx) {
   }
 }
 
-std::vector<double> Trainer::stop_flags(const Context& ctx, bool now_only) const {
-  const bool requested = (now_only ? ctx.stop_now() : ctx.stop_requested()) && interrupted_by_ == 0;
+std::vector<double> Trainer::stop_flags(bool requested) const {
   return {requested ? 1.0 : 0.0, interrupted_by_ == SIGINT ? 1.0 : 0.0, interrupted_by_ == SIGTERM ? 1.0 : 0.0};
 }
 
@@ -322,7 +321,7 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
       window_skipped = window_skipped || ctx.skip_batch_;
       if (boundary) {
         check_stop_signal(ctx);
-        auto flags = stop_flags(ctx, true);
+        auto flags = stop_flags(ctx.stop_now() && interrupted_by_ == 0);
         flags.push_back(window_skipped ? 1.0 : 0.0);
         const auto summed = averager_->average(flags);
         if (summed[3] > 0) {
@@ -570,8 +569,7 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
       bool stopped = ctx.stop_requested();  // by a callback (early stopping): the run is over
       check_stop_signal(ctx);
       if (comm_) {
-        auto flags = stop_flags(ctx, false);
-        flags[0] = stopped ? 1.0 : 0.0;
+        const auto flags = stop_flags(stopped);
         auto summed = torch::tensor(flags, torch::kDouble);
         comm_->all_reduce_sum(summed);
         const std::vector<double> all(summed.data_ptr<double>(), summed.data_ptr<double>() + summed.numel());

@@ -64,6 +64,44 @@ BOOST_AUTO_TEST_CASE(plugins_lists_every_plugin_with_its_file) {
   BOOST_TEST(has(t.out, "wrong_abi.so: was built for plugin ABI"));
 }
 
+BOOST_AUTO_TEST_CASE(plugins_listing_comes_from_the_cache_until_a_plugin_file_changes) {
+  test::TempDir dir;
+  const std::string env = "XDG_CACHE_HOME='" + (dir / "cache").string() + "'";
+  fs::create_directories(dir / "extra");
+  fs::copy_file(TORCHFIT_TEST_PLUGIN_DIR "/noop.so", dir / "extra" / "noop.so");
+  const std::string args = "plugins --plugin-dir '" + (dir / "extra").string() + "'";
+  const auto cold = run_torchfit(args, dir.path, env);
+  BOOST_TEST(cold.rc == 0);
+  BOOST_TEST(has(cold.out, "noop"));
+  const auto cached = files_in(dir / "cache" / "torchfit");
+  BOOST_TEST_REQUIRE(cached.size() == 1u);
+  const auto cache_file = dir / "cache" / "torchfit" / *cached.begin();
+  BOOST_TEST(run_torchfit(args, dir.path, env).out == cold.out);
+
+  // The next run answers from the cache (a line added to the saved listing shows up) ...
+  test::write_file(cache_file, test::read_file(cache_file) + "(from the cache)\n");
+  BOOST_TEST(has(run_torchfit(args, dir.path, env).out, "(from the cache)"));
+  // ... but not with other options, which change the listing,
+  BOOST_TEST(!has(run_torchfit(args + " --log-level warn", dir.path, env).out, "(from the cache)"));
+  // ... and not once a plugin is added, replaced or removed.
+  fs::copy_file(TORCHFIT_TEST_PLUGIN_DIR "/hook_recorder.so", dir / "extra" / "hook_recorder.so");
+  auto added = run_torchfit(args, dir.path, env);
+  BOOST_TEST(!has(added.out, "(from the cache)"));
+  BOOST_TEST(has(added.out, "hook_recorder"));
+  test::write_file(cache_file, test::read_file(cache_file) + "(from the cache)\n");
+  fs::remove(dir / "extra" / "hook_recorder.so");
+  auto removed = run_torchfit(args, dir.path, env);
+  BOOST_TEST(!has(removed.out, "(from the cache)"));
+  BOOST_TEST(!has(removed.out, "hook_recorder"));
+  BOOST_TEST(removed.out == cold.out);
+  // A damaged cache file is ignored and replaced.
+  test::write_file(cache_file, "torchfit plugin listing cache 1\ngarbage");
+  BOOST_TEST(run_torchfit(args, dir.path, env).out == cold.out);
+  BOOST_TEST(run_torchfit(args, dir.path, env).out == cold.out);
+  // No cache folder at all (no HOME, no XDG_CACHE_HOME): listed as always.
+  BOOST_TEST(run_torchfit(args, dir.path, "env -u HOME -u XDG_CACHE_HOME").out == cold.out);
+}
+
 BOOST_AUTO_TEST_CASE(main_job_ring_classifier) {
   test::TempDir dir;
   auto r = run_torchfit(kRing, dir.path);

@@ -14,13 +14,9 @@
 #include "torchfit/export.hpp"
 #include "torchfit/metric.hpp"
 #include "torchfit/model.hpp"
+#include "torchfit/version.hpp"  // kPluginAbiVersion
 
 namespace torchfit {
-
-/// Bumped whenever anything a plugin sees changes layout: PluginInfo, Callback, Context,
-/// Metric, ModelPlugin, Net, Loss, the factory signatures. A plugin built for another
-/// version is refused before any of its code beyond the version function runs.
-inline constexpr unsigned kPluginAbiVersion = 3;
 
 enum class PluginKind { Callback, Metric, Model };
 

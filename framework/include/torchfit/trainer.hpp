@@ -129,7 +129,7 @@ class TORCHFIT_EXPORT Trainer {
   void check_stop_signal(Context& ctx);
   // Data-parallel: this process's stop flags (requested, SIGINT, SIGTERM), and the decision
   // from every process's flags summed. Returns whether any process wants to stop.
-  std::vector<double> stop_flags(const Context& ctx, bool now_only) const;
+  std::vector<double> stop_flags(bool requested) const;
   bool agree_on_stop(Context& ctx, const std::vector<double>& summed, StopWhen when);
 
   // State files (state.cpp).
