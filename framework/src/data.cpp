@@ -182,12 +182,12 @@ DataLoader::Epoch DataLoader::epoch(uint64_t epoch) const {
       total = (n + shard_count_ - 1) / shard_count_ * shard_count_;
       order = order.index_select(0, torch::arange(total, torch::kLong).remainder(n));
     }
-    return Epoch(this, order.slice(0, shard_rank_, total, shard_count_).contiguous().to(device));
+    return Epoch(*this, order.slice(0, shard_rank_, total, shard_count_).contiguous().to(device));
   }
   if (!options_.shuffle()) {
-    return Epoch(this, torch::Tensor());
+    return Epoch(*this, torch::Tensor());
   }
-  return Epoch(this, seeded_permutation(dataset_.size(), seed_, epoch).to(device));
+  return Epoch(*this, seeded_permutation(dataset_.size(), seed_, epoch).to(device));
 }
 
 DataLoader::Iterator DataLoader::Epoch::begin() const { return Iterator(this, 0); }

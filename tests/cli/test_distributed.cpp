@@ -76,8 +76,7 @@ BOOST_AUTO_TEST_CASE(shards_cover_every_sample_once_and_padding_evens_them) {
   for (const bool pad : {false, true}) {
     std::vector<std::vector<float>> parts(3);
     for (int r = 0; r < 3; ++r) {
-      const auto shard = loader.shard(r, 3, pad);  // an epoch refers to its loader: keep it alive
-      for (const auto& b : shard.epoch(4)) {
+      for (const auto& b : loader.shard(r, 3, pad).epoch(4)) {  // the epoch keeps its loader
         for (int64_t i = 0; i < b.size(); ++i) parts[r].push_back(b.inputs[i][0].item<float>());
       }
     }

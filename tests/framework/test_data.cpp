@@ -46,6 +46,14 @@ BOOST_AUTO_TEST_CASE(seeded_shuffle_repeats_and_changes_per_epoch) {
   BOOST_TEST(epoch_ids(a, 0) != epoch_ids(c, 0));
 }
 
+BOOST_AUTO_TEST_CASE(an_epoch_of_a_temporary_loader_is_safe_to_iterate) {
+  // The loader is gone after the range expression; the epoch holds its own copy (the
+  // sanitizer build would catch a dangling one).
+  std::vector<int64_t> sizes;
+  for (const auto& b : tf::DataLoader(numbered(10), 4).shard(1, 2, false).epoch(0)) sizes.push_back(b.size());
+  BOOST_TEST(sizes == std::vector<int64_t>({4, 1}), boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(without_shuffle_batches_are_in_order) {
   tf::DataLoader loader(numbered(5), 2);
   auto ids = epoch_ids(loader, 0);

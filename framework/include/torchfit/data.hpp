@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -77,7 +78,9 @@ class TORCHFIT_EXPORT DataLoader {
   DataLoader(TensorDataset dataset, LoaderOptions options);
 
   class Iterator;
-  /// The batches of epoch `epoch` (the shuffle depends on the seed and the epoch only).
+  /// The batches of epoch `epoch` (the shuffle depends on the seed and the epoch only). It
+  /// holds its own copy of the loader (tensors are shared, not copied), so
+  /// `for (auto& b : loader.shard(r, n, pad).epoch(e))` is safe.
   class Epoch {
    public:
     Iterator begin() const;
@@ -89,8 +92,9 @@ class TORCHFIT_EXPORT DataLoader {
 
    private:
     friend class DataLoader;
-    Epoch(const DataLoader* loader, torch::Tensor order) : loader_(loader), order_(std::move(order)) {}
-    const DataLoader* loader_;
+    Epoch(const DataLoader& loader, torch::Tensor order)
+        : loader_(std::make_shared<const DataLoader>(loader)), order_(std::move(order)) {}
+    std::shared_ptr<const DataLoader> loader_;
     torch::Tensor order_;  // undefined: in order
   };
   class Iterator {
