@@ -23,6 +23,15 @@
 #include <boost/program_options.hpp>
 #include <torchfit/torchfit.hpp>
 
+// Under valgrind --tool=callgrind (scripts/bench-callgrind.sh), each timed run also dumps its
+// instruction counts; without valgrind these requests cost a few instructions and do nothing.
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#else
+#define CALLGRIND_ZERO_STATS
+#define CALLGRIND_DUMP_STATS_AT(label) ((void)(label))
+#endif
+
 #include "hand_loop.hpp"
 
 namespace tf = torchfit;
@@ -34,13 +43,45 @@ namespace {
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
+// One timed run: wall seconds, and the CPU seconds (user + system, all threads) and minor page
+// faults of this process over the same span. On a shared VM the wall time also holds the time
+// the host ran others (steal); CPU time does not, so its ratios move much less between runs.
+struct Sample {
+  double wall = 0, cpu = 0, faults = 0;
+};
+
+class Meter {
+ public:
+  explicit Meter(std::string label) : label_(std::move(label)), start_(Clock::now()), usage_(usage()) {
+    CALLGRIND_ZERO_STATS;
+  }
+  Sample stop() const {
+    CALLGRIND_DUMP_STATS_AT(label_.c_str());
+    const auto end = usage();
+    auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6; };
+    return {seconds_since(start_),
+            seconds(end.ru_utime) - seconds(usage_.ru_utime) + seconds(end.ru_stime) - seconds(usage_.ru_stime),
+            static_cast<double>(end.ru_minflt - usage_.ru_minflt)};
+  }
+
+ private:
+  static rusage usage() {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return u;
+  }
+  std::string label_;
+  Clock::time_point start_;
+  rusage usage_;
+};
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
 }
 
 struct Workload {
-  std::string name;
+  std::string key, name;
   tf::TensorDataset train, val;
   int64_t epochs, batch_size, classes;
   double lr;
@@ -59,22 +100,22 @@ std::shared_ptr<tf::Callback> callback(tf::Registry& reg, const std::string& nam
   return reg.make_callback(name, reg.parse_options(reg.find(name, tf::PluginKind::Callback), args));
 }
 
-double run_hand(const Workload& w, uint64_t seed, const Setup& s, double* acc) {
+Sample run_hand(const Workload& w, uint64_t seed, const Setup& s, double* acc, const char* label = "A") {
   torch::manual_seed(seed);
   auto net = w.make_net();
   net->to(s.device);
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(w.lr));
   // The data moves to the device inside the timing, as fit() moves it inside its own.
-  const auto start = Clock::now();
+  const Meter meter(w.key + " " + label);
   const auto train = w.train.to(s.device), val = w.val.to(s.device);
   auto r = bench::hand_loop(net, opt, train.features(), train.targets(), val.features(), val.targets(), w.epochs,
                             w.batch_size, seed, w.classes, [&] { return tf::AutocastGuard(s.precision, s.device); });
-  const double t = seconds_since(start);
+  const Sample t = meter.stop();
   *acc = r.val_acc;
   return t;
 }
 
-double run_fit(const Workload& w, uint64_t seed, const Setup& s, char variant, double* acc) {
+Sample run_fit(const Workload& w, uint64_t seed, const Setup& s, char variant, double* acc) {
   torch::manual_seed(seed);
   auto net = w.make_net();
   auto opt = std::make_shared<torch::optim::Adam>(net->parameters(), torch::optim::AdamOptions(w.lr));
@@ -93,9 +134,9 @@ double run_fit(const Workload& w, uint64_t seed, const Setup& s, char variant, d
   }
   tf::DataLoader train(w.train, tf::LoaderOptions(w.batch_size).shuffle(true).seed(seed));
   tf::DataLoader val(w.val, w.batch_size);
-  const auto start = Clock::now();
+  const Meter meter(w.key + " " + variant);
   auto h = trainer.fit(train, val, tf::FitOptions().epochs(w.epochs).callbacks(callbacks).precision(s.precision));
-  const double t = seconds_since(start);
+  const Sample t = meter.stop();
   *acc = h.back().at("val_" + w.metric);
   return t;
 }
@@ -123,20 +164,50 @@ std::pair<double, double> run_child(const std::vector<std::string>& argv) {
   return {seconds_since(start), static_cast<double>(usage.ru_maxrss) / 1024.0};
 }
 
-void report(const Workload& w, const std::map<char, std::vector<double>>& times, const std::map<char, double>& acc) {
-  const double a = median(times.at('A'));
+using Samples = std::map<char, std::vector<Sample>>;
+
+double median_of(const Samples& samples, char variant, double Sample::*field) {
+  std::vector<double> v;
+  for (const auto& s : samples.at(variant)) v.push_back(s.*field);
+  return median(v);
+}
+
+// Medians of each variant, their ratios to A's median, and the median of the per-repetition
+// ratios to A (each repetition runs every variant back to back, so a slow spell of the machine
+// that spans a repetition cancels out of its ratios).
+void report(const Workload& w, const Samples& samples, const std::map<char, double>& acc) {
+  const auto& first = samples.begin()->second;
   std::printf("\n%s: %lld epochs, %lld train samples, batch %lld, %zu repetitions\n", w.name.c_str(),
               static_cast<long long>(w.epochs), static_cast<long long>(w.train.size()),
-              static_cast<long long>(w.batch_size), times.at('A').size());
-  std::printf("  %-44s %10s %8s %9s\n", "variant", "median s", "vs A", "val_acc");
+              static_cast<long long>(w.batch_size), first.size());
+  std::printf("  %-44s %8s %6s %7s %8s %6s %8s %8s\n", "variant", "wall s", "vs A", "paired", "CPU s", "vs A",
+              "faults", "val_acc");
   const std::map<char, std::string> names = {{'A', "A hand-written LibTorch loop"},
                                              {'B', "B fit(), no callbacks"},
                                              {'C', "C fit(), default plugins from the registry"},
                                              {'D', "D fit(), 16 no-op callback plugins"}};
-  for (const auto& [v, t] : times) {
-    std::printf("  %-44s %10.4f %8.3f %9.4f\n", names.at(v).c_str(), median(t), median(t) / a, acc.at(v));
+  const bool has_a = samples.count('A') > 0;
+  const double wall_a = has_a ? median_of(samples, 'A', &Sample::wall) : 0;
+  const double cpu_a = has_a ? median_of(samples, 'A', &Sample::cpu) : 0;
+  for (const auto& [v, runs] : samples) {
+    const double wall = median_of(samples, v, &Sample::wall), cpu = median_of(samples, v, &Sample::cpu);
+    std::vector<double> paired;
+    for (size_t r = 0; has_a && r < runs.size(); ++r) paired.push_back(runs[r].wall / samples.at('A')[r].wall);
+    if (has_a) {
+      std::printf("  %-44s %8.4f %6.3f %7.3f %8.4f %6.3f %8.0f %8.4f\n", names.at(v).c_str(), wall, wall / wall_a,
+                  median(paired), cpu, cpu / cpu_a, median_of(samples, v, &Sample::faults), acc.at(v));
+    } else {
+      std::printf("  %-44s %8.4f %6s %7s %8.4f %6s %8.0f %8.4f\n", names.at(v).c_str(), wall, "-", "-", cpu, "-",
+                  median_of(samples, v, &Sample::faults), acc.at(v));
+    }
   }
-  if (times.count('D')) std::printf("  D/B = %.3f\n", median(times.at('D')) / median(times.at('B')));
+  if (samples.count('B') && samples.count('D')) {
+    std::vector<double> paired;
+    for (size_t r = 0; r < first.size(); ++r) paired.push_back(samples.at('D')[r].wall / samples.at('B')[r].wall);
+    std::printf("  D/B = %.3f wall (paired %.3f), %.3f CPU\n",
+                median_of(samples, 'D', &Sample::wall) / median_of(samples, 'B', &Sample::wall), median(paired),
+                median_of(samples, 'D', &Sample::cpu) / median_of(samples, 'B', &Sample::cpu));
+  }
 }
 
 }  // namespace
@@ -145,9 +216,12 @@ int main(int argc, char** argv) {
   po::options_description desc("torchfit_bench options");
   desc.add_options()("help,h", "this help")                                                        //
       ("reps", po::value<int>()->default_value(7), "interleaved repetitions per variant")            //
-      ("epochs", po::value<int64_t>()->default_value(100), "ring epochs")                          //
+      ("epochs", po::value<int64_t>()->default_value(100), "ring epochs (0: skip the ring)")         //
       ("mlp-epochs", po::value<int64_t>()->default_value(3), "MLP epochs (0: skip the MLP)")        //
       ("mlp-samples", po::value<int64_t>()->default_value(60000), "MLP training samples")          //
+      ("variants", po::value<std::string>()->default_value("ABCD"), "which of A B C D to run (D: ring only)")  //
+      ("loops-only", "only the loops: no checkpoint, plugin listing or peak-RSS measures")          //
+      ("raw", "also print every timed run")                                                       //
       ("smoke", "tiny sizes, one repetition: checks that the benchmark runs")                     //
       ("device", po::value<std::string>()->default_value("cpu"), "cpu, cuda or cuda:N")            //
       ("precision", po::value<std::string>()->default_value("32"), "32 or bf16-mixed (both loops)")  //
@@ -165,6 +239,12 @@ int main(int argc, char** argv) {
   if (vm.count("help")) {
     std::cout << desc;
     return 0;
+  }
+  const auto chosen = vm["variants"].as<std::string>();
+  if (chosen.empty() || chosen.find_first_not_of("ABCD") != std::string::npos) {
+    std::cerr << "torchfit_bench: --variants takes letters from ABCD (A hand loop, B fit(), C default plugins, D no-op "
+                 "plugins), e.g. --variants AB; got '" << chosen << "'\n";
+    return 2;
   }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each result line as it comes, also into a pipe
   const bool smoke = vm.count("smoke");
@@ -198,41 +278,60 @@ int main(int argc, char** argv) {
   auto ring_model =
       registry.make_model("dnn_binary", registry.parse_options(registry.find("dnn_binary", tf::PluginKind::Model)));
   auto ring_data = ring_model->make_data(2);
-  std::vector<Workload> workloads = {
-      {"ring DNN (overhead-bound)", ring_data.train, ring_data.val, ring_epochs, 100, 1, 0.001, "acc", bench::ring_net}};
+  std::vector<Workload> workloads;
+  if (ring_epochs > 0) {
+    workloads.push_back(
+        {"ring", "ring DNN (overhead-bound)", ring_data.train, ring_data.val, ring_epochs, 100, 1, 0.001, "acc", bench::ring_net});
+  }
   if (mlp_epochs > 0) {
     auto gen = tf::compat::make_generator(7);
     const int64_t n = mlp_samples + mlp_samples / 6;
     auto x = torch::randn({n, 784}, gen);
     auto y = x.matmul(torch::randn({784, 10}, gen)).argmax(1);
-    workloads.push_back({"MLP 784-512-256-10 (compute-bound)", tf::TensorDataset(x.narrow(0, 0, mlp_samples), y.narrow(0, 0, mlp_samples)),
+    workloads.push_back({"mlp", "MLP 784-512-256-10 (compute-bound)", tf::TensorDataset(x.narrow(0, 0, mlp_samples), y.narrow(0, 0, mlp_samples)),
                          tf::TensorDataset(x.narrow(0, mlp_samples, n - mlp_samples), y.narrow(0, mlp_samples, n - mlp_samples)),
                          mlp_epochs, 256, 10, 0.001, "accuracy", bench::mlp_net});
   }
 
   for (const auto& w : workloads) {
-    const std::string variants = w.classes == 1 ? "ABCD" : "ABC";
-    std::map<char, std::vector<double>> times;
+    std::string variants;
+    for (const char v : std::string("ABCD")) {
+      if (chosen.find(v) != std::string::npos && (v != 'D' || w.key == "ring")) variants += v;
+    }
+    if (variants.empty()) continue;
+    Samples times;
     std::map<char, double> acc;
     double scratch = 0;
-    run_hand(w, 2, setup, &scratch);  // warm-up: first-touch allocations, thread pool start
+    run_hand(w, 2, setup, &scratch, "warm-up");  // warm-up: first-touch allocations, thread pool start
     for (int r = 0; r < reps; ++r) {
       // Rotate the order each repetition so that no variant always runs right after another.
       for (size_t i = 0; i < variants.size(); ++i) {
         const char v = variants[(i + static_cast<size_t>(r)) % variants.size()];
         times[v].push_back(v == 'A' ? run_hand(w, 2, setup, &acc[v]) : run_fit(w, 2, setup, v, &acc[v]));
+        if (vm.count("raw")) {
+          const Sample& t = times[v].back();
+          std::printf("  %s rep %d %c: wall %.4f s, CPU %.4f s, %.0f faults\n", w.key.c_str(), r, v, t.wall, t.cpu, t.faults);
+        }
       }
     }
     report(w, times, acc);
-    if (w.classes == 1) {
+    if (times.count('B') && times.count('D')) {
       // Per-hook dispatch: D's extra time over B, per callback per hook call.
       const int64_t train_batches = (w.train.size() + w.batch_size - 1) / w.batch_size;
       const int64_t val_batches = (w.val.size() + w.batch_size - 1) / w.batch_size;
       const int64_t calls = 16 * (2 + w.epochs * (6 + 5 * train_batches + 2 * val_batches));
-      std::printf("  per-hook dispatch: %.1f ns per callback per hook (D-B over %lld calls)\n",
-                  (median(times.at('D')) - median(times.at('B'))) * 1e9 / static_cast<double>(calls),
-                  static_cast<long long>(calls));
+      auto per_call = [&](double Sample::*field) {
+        return (median_of(times, 'D', field) - median_of(times, 'B', field)) * 1e9 / static_cast<double>(calls);
+      };
+      std::printf("  per-hook dispatch: %.1f ns wall, %.1f ns CPU per callback per hook (D-B over %lld calls)\n",
+                  per_call(&Sample::wall), per_call(&Sample::cpu), static_cast<long long>(calls));
     }
+  }
+
+  if (vm.count("loops-only")) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    return 0;
   }
 
   // Checkpoint write and read, on the MLP's net (535,818 parameters, 2 MiB).

@@ -2,7 +2,6 @@
 // from the listing cache, without loading LibTorch (about 0.6 s of every start); everything
 // else goes to the runner library libtorchfit_cli (cli_main.cpp), loaded on demand.
 #include <dlfcn.h>
-#include <unistd.h>
 
 #include <iostream>
 #include <string>
@@ -14,11 +13,8 @@ namespace {
 // The runner library, beside the launcher's own folder (bin/ -> lib/, in the build and the
 // install tree alike).
 std::string cli_library() {
-  char exe[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  std::string dir = n > 0 ? std::string(exe, static_cast<size_t>(n)) : std::string(".");
-  dir = dir.substr(0, dir.rfind('/') + 1);
-  return dir + TORCHFIT_CLI_LIBRARY;
+  const std::string exe = torchfit::cli::program_path();
+  return (exe.empty() ? std::string("./") : exe.substr(0, exe.rfind('/') + 1)) + TORCHFIT_CLI_LIBRARY;
 }
 
 }  // namespace

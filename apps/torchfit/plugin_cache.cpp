@@ -65,6 +65,12 @@ bool one_line(const std::string& s) { return s.find('\n') == std::string::npos &
 
 }  // namespace
 
+std::string program_path() {
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe);
+  return n > 0 && static_cast<size_t>(n) < sizeof exe ? std::string(exe, static_cast<size_t>(n)) : std::string();
+}
+
 std::string version_line() {
   return std::string("torchfit ") + TORCHFIT_VERSION_STRING + " (plugin ABI " + std::to_string(kPluginAbiVersion) +
          ", LibTorch " + TORCHFIT_LIBTORCH_VERSION + ")";
@@ -83,10 +89,8 @@ std::optional<ListingKey> listing_key(int argc, char** argv) {
       return std::nullopt;
     }
   }
-  char exe[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return std::nullopt;
-  key.program.assign(exe, static_cast<size_t>(n));
+  key.program = program_path();
+  if (key.program.empty()) return std::nullopt;
   if (const char* env = std::getenv("TORCHFIT_PLUGIN_PATH")) key.env_path = env;
   key.versions = version_line();
   if (!one_line(key.program) || !one_line(key.env_path) ||

@@ -31,6 +31,9 @@ std::optional<std::string> cached_listing(const ListingKey& key);
 /// under $XDG_CACHE_HOME/torchfit (or ~/.cache/torchfit). Failing to write is not an error.
 void save_listing(const ListingKey& key, const std::vector<std::filesystem::path>& searched, const std::string& listing);
 
+/// This program's file (/proc/self/exe), or "" where it cannot be read.
+std::string program_path();
+
 /// "torchfit 0.1.0 (plugin ABI 3, LibTorch 1.13.0)": what --version prints.
 std::string version_line();
 

@@ -350,6 +350,10 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
       sample_count_ += ctx.batch_size;
     }
     TORCHFIT_DISPATCH(callbacks, ctx, on_train_batch_end);
+    // The batch's tensors go now, not when the next batch replaces them: holding a batch while
+    // the next one is gathered kept two sets alive and made the allocator return and re-fault
+    // pages (3-8x the page faults of the hand-written loop on the MLP benchmark).
+    ctx.inputs = ctx.targets = ctx.preds = ctx.loss = torch::Tensor();
     if (!comm_) check_stop_signal(ctx);
     // Data-parallel: a stop takes effect at a step every process agreed on.
     if (ctx.stop_now() && (!comm_ || agreed_stop)) {
