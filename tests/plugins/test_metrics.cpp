@@ -95,3 +95,45 @@ BOOST_AUTO_TEST_CASE(wrong_target_shapes_are_named) {
   BOOST_CHECK_THROW(metric("accuracy")->update(torch::zeros({4, 1}), torch::zeros({4, 1})), tf::DataError);
   BOOST_CHECK_THROW(metric("acc", {"--threshold=1.5"}), tf::ConfigError);
 }
+
+// The metrics copy pending batches into a row buffer sized from the first batch: batches that
+// are larger, empty, non-contiguous or of another dtype, and more than a group's 64, must all
+// count exactly once; a state saved in the middle of a group resumes to the same value.
+BOOST_AUTO_TEST_CASE(uneven_batches_count_exactly_and_resume_mid_group) {
+  torch::manual_seed(3);
+  const auto preds = torch::randn({1000, 2}, torch::kDouble), targets = torch::randn({1000, 2}, torch::kDouble);
+  const double expected = (preds - targets).abs().mean().item<double>();
+  std::vector<std::pair<int64_t, int64_t>> batches;  // (start, length)
+  int64_t at = 0;
+  for (int64_t len : {3, 3, 500, 0}) batches.emplace_back(at, len), at += len;
+  while (at < 1000) batches.emplace_back(at, 1), at += 1;  // 494 batches of one row: several groups
+  auto feed = [&](const std::shared_ptr<tf::Metric>& m, size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      auto p = preds.narrow(0, batches[i].first, batches[i].second);
+      auto t = targets.narrow(0, batches[i].first, batches[i].second);
+      if (i % 7 == 0) p = p.t().contiguous().t();     // a non-contiguous batch
+      if (i % 11 == 0) t = t.to(torch::kFloat).to(torch::kDouble);
+      if (i == 200) p = p.to(torch::kFloat);           // another dtype mid-group
+      m->update(p, t);
+    }
+  };
+  auto whole = metric("mae");
+  feed(whole, 0, batches.size());
+  BOOST_TEST(whole->compute() == expected, tt::tolerance(1e-6));
+
+  auto first = metric("mae");
+  first->reset();
+  feed(first, 0, 300);
+  torch::serialize::OutputArchive saved;
+  BOOST_TEST(first->state_dict(saved));
+  std::ostringstream bytes;
+  saved.save_to(bytes);
+  auto second = metric("mae");
+  torch::serialize::InputArchive loaded;
+  std::istringstream in(bytes.str());
+  loaded.load_from(in);
+  second->load_state_dict(loaded);
+  feed(second, 300, batches.size());
+  feed(first, 300, batches.size());
+  BOOST_TEST(second->compute() == first->compute());  // bit for bit
+}

@@ -2,6 +2,7 @@
 #include <torchfit/plugin.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include <torchfit/errors.hpp>
@@ -48,9 +49,19 @@ class RowBuffer {
       buffer_ = torch::empty(sizes, t.options().requires_grad(false));
       rows_ = 0;
     }
-    torch::NoGradGuard no_grad;
-    buffer_.narrow(0, rows_, t.size(0)).copy_(t);
-    rows_ += t.size(0);
+    const int64_t n = t.size(0);
+    if (n == 0) return;
+    if (t.device().is_cpu() && t.is_contiguous()) {
+      // A plain memcpy: copy_ through the dispatcher costs ~8,000 instructions a call, which
+      // the ring benchmark's tiny batches notice (+1.8% instructions for fit()).
+      const auto row_bytes = static_cast<size_t>(buffer_.stride(0)) * buffer_.element_size();
+      std::memcpy(static_cast<char*>(buffer_.data_ptr()) + static_cast<size_t>(rows_) * row_bytes, t.data_ptr(),
+                  static_cast<size_t>(n) * row_bytes);
+    } else {
+      torch::NoGradGuard no_grad;
+      buffer_.narrow(0, rows_, n).copy_(t);
+    }
+    rows_ += n;
   }
   Tensor rows() const { return buffer_.narrow(0, 0, rows_); }
   int64_t size() const { return rows_; }
