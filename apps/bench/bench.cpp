@@ -43,9 +43,8 @@ namespace {
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-// One timed run: wall seconds, and the CPU seconds (user + system, all threads) and minor page
-// faults of this process over the same span. On a shared VM the wall time also holds the time
-// the host ran others (steal); CPU time does not, so its ratios move much less between runs.
+// One timed run: wall seconds, and the CPU seconds (user + system, all threads: background
+// writers and OpenBLAS workers included) and minor page faults of this process over the same span.
 struct Sample {
   double wall = 0, cpu = 0, faults = 0;
 };
@@ -172,6 +171,14 @@ double median_of(const Samples& samples, char variant, double Sample::*field) {
   return median(v);
 }
 
+// The median over repetitions of `variant`'s wall time divided by `base`'s in the same repetition.
+double paired_ratio(const Samples& samples, char variant, char base) {
+  std::vector<double> v;
+  const auto& runs = samples.at(variant);
+  for (size_t r = 0; r < runs.size(); ++r) v.push_back(runs[r].wall / samples.at(base)[r].wall);
+  return median(v);
+}
+
 // Medians of each variant, their ratios to A's median, and the median of the per-repetition
 // ratios to A (each repetition runs every variant back to back, so a slow spell of the machine
 // that spans a repetition cancels out of its ratios).
@@ -189,23 +196,21 @@ void report(const Workload& w, const Samples& samples, const std::map<char, doub
   const bool has_a = samples.count('A') > 0;
   const double wall_a = has_a ? median_of(samples, 'A', &Sample::wall) : 0;
   const double cpu_a = has_a ? median_of(samples, 'A', &Sample::cpu) : 0;
-  for (const auto& [v, runs] : samples) {
+  for (const auto& entry : samples) {
+    const char v = entry.first;
     const double wall = median_of(samples, v, &Sample::wall), cpu = median_of(samples, v, &Sample::cpu);
-    std::vector<double> paired;
-    for (size_t r = 0; has_a && r < runs.size(); ++r) paired.push_back(runs[r].wall / samples.at('A')[r].wall);
     if (has_a) {
       std::printf("  %-44s %8.4f %6.3f %7.3f %8.4f %6.3f %8.0f %8.4f\n", names.at(v).c_str(), wall, wall / wall_a,
-                  median(paired), cpu, cpu / cpu_a, median_of(samples, v, &Sample::faults), acc.at(v));
+                  paired_ratio(samples, v, 'A'), cpu, cpu / cpu_a, median_of(samples, v, &Sample::faults), acc.at(v));
     } else {
       std::printf("  %-44s %8.4f %6s %7s %8.4f %6s %8.0f %8.4f\n", names.at(v).c_str(), wall, "-", "-", cpu, "-",
                   median_of(samples, v, &Sample::faults), acc.at(v));
     }
   }
   if (samples.count('B') && samples.count('D')) {
-    std::vector<double> paired;
-    for (size_t r = 0; r < first.size(); ++r) paired.push_back(samples.at('D')[r].wall / samples.at('B')[r].wall);
     std::printf("  D/B = %.3f wall (paired %.3f), %.3f CPU\n",
-                median_of(samples, 'D', &Sample::wall) / median_of(samples, 'B', &Sample::wall), median(paired),
+                median_of(samples, 'D', &Sample::wall) / median_of(samples, 'B', &Sample::wall),
+                paired_ratio(samples, 'D', 'B'),
                 median_of(samples, 'D', &Sample::cpu) / median_of(samples, 'B', &Sample::cpu));
   }
 }

@@ -82,6 +82,12 @@ void guarded(const Callbacks& callbacks, Context& ctx, Body&& body) {
   }
 }
 
+// Drops a batch's tensors once its last hook has run, not when the next batch replaces them:
+// alive while the next batch was gathered, they made glibc return heap pages and fault them in
+// again (MLP benchmark: 8,000 to 215,000 page faults an epoch against the hand loop's ~1,500,
+// and up to 40% more time; docs/performance.md).
+void release_batch(Context& ctx) { ctx.inputs = ctx.targets = ctx.preds = ctx.loss = torch::Tensor(); }
+
 }  // namespace
 
 // ---- Context -------------------------------------------------------------------------------
@@ -350,11 +356,7 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
       sample_count_ += ctx.batch_size;
     }
     TORCHFIT_DISPATCH(callbacks, ctx, on_train_batch_end);
-    // The batch's tensors go now, not when the next batch replaces them: alive while the next
-    // batch was gathered, they made glibc return heap pages and fault them in again (MLP
-    // benchmark: 8,000 to 215,000 page faults an epoch against the hand loop's ~1,500, and up
-    // to 40% more time; docs/performance.md).
-    ctx.inputs = ctx.targets = ctx.preds = ctx.loss = torch::Tensor();
+    release_batch(ctx);
     if (!comm_) check_stop_signal(ctx);
     // Data-parallel: a stop takes effect at a step every process agreed on.
     if (ctx.stop_now() && (!comm_ || agreed_stop)) {
@@ -371,7 +373,6 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
     }
   }
   ctx.skip_batch_ = false;
-  ctx.inputs = ctx.targets = ctx.preds = ctx.loss = torch::Tensor();
   if (ctx.stop_now()) {
     return;
   }
@@ -404,7 +405,7 @@ void Trainer::run_validation(Context& ctx, const DataLoader& data, const Callbac
     }
     sample_count_ += ctx.batch_size;
     TORCHFIT_DISPATCH(callbacks, ctx, on_validation_batch_end);
-    ctx.inputs = ctx.targets = ctx.preds = ctx.loss = torch::Tensor();  // as in training
+    release_batch(ctx);
     // Inside fit only (evaluate() runs to the end). Data-parallel runs validate to the end
     // everywhere and agree on stopping at the epoch's end.
     if (!comm_) {
@@ -416,7 +417,6 @@ void Trainer::run_validation(Context& ctx, const DataLoader& data, const Callbac
       }
     }
   }
-  ctx.inputs = ctx.targets = ctx.preds = ctx.loss = torch::Tensor();
   write_epoch_logs(ctx.logs, prefix);
   TORCHFIT_DISPATCH(callbacks, ctx, on_validation_end);
 }
@@ -631,8 +631,8 @@ torch::Tensor Trainer::predict(const DataLoader& data_in, const Callbacks& callb
       ctx.preds = net_.forward(ctx.inputs);
       outputs.push_back(ctx.preds);
       TORCHFIT_DISPATCH(callbacks, ctx, on_predict_batch_end);
+      release_batch(ctx);
     }
-    ctx.inputs = ctx.preds = torch::Tensor();
     TORCHFIT_DISPATCH(callbacks, ctx, on_predict_end);
   });
   return torch::cat(outputs, 0);
