@@ -25,6 +25,8 @@ function(torchfit_add_plugin name)
     set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${arg_OUTPUT_DIRECTORY})
   elseif(DEFINED TORCHFIT_PLUGIN_OUTPUT_DIR)
     set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${TORCHFIT_PLUGIN_OUTPUT_DIR})
+    # In torchfit's own tree: the standard folder, whose index the build writes.
+    set_property(GLOBAL APPEND PROPERTY TORCHFIT_STANDARD_PLUGINS ${name})
   endif()
   if(DEFINED TORCHFIT_PLUGIN_SUBDIR AND NOT arg_NO_INSTALL)
     # Plugins live in <prefix>/lib/torchfit/plugins; the framework is two folders up.

@@ -145,6 +145,10 @@ po::options_description command_options(const std::string& command) {
         ("output", po::value<std::string>()->value_name("FILE.csv"), "where to write one prediction row per input row");
   } else if (command == "summary") {
     d.add_options()("model", po::value<std::string>()->value_name("NAME"), "model plugin to show");
+  } else if (command == "plugins") {
+    d.add_options()("update-index", po::bool_switch(),
+                    "write each searched folder's plugins.index, so that listing it needs no plugin loaded (run "
+                    "it after adding plugins to a shared folder; the build and cmake --install do it for theirs)");
   }
   return d;
 }

@@ -110,7 +110,7 @@ extern "C" __attribute__((visibility("default"))) int torchfit_cli_main(int argc
     if (inv.command == "evaluate") return cli::run_evaluate(inv);
     if (inv.command == "predict") return cli::run_predict(inv);
     if (inv.command == "summary") return cli::run_summary(inv);
-    return cli::run_plugins(inv, cli::listing_key(argc, argv));
+    return cli::run_plugins(inv, cli::plain_listing_folders(argc, argv).has_value());
   } catch (const CallbackError& e) {
     return fail(1, e.what());
   } catch (const ConfigError& e) {

@@ -418,42 +418,48 @@ int run_summary(Invocation& inv) {
   return 0;
 }
 
-int run_plugins(Invocation& inv, const std::optional<ListingKey>& cache_key) {
-  std::ostringstream out;
+int run_plugins(Invocation& inv, bool plain) {
   const auto& reg = *inv.registry;
-  size_t name_width = 4, version_width = 7;
-  for (const auto& p : reg.plugins()) {
-    name_width = std::max(name_width, p.info.name.size());
-    version_width = std::max(version_width, p.info.version.size());
-  }
-  auto pad = [](const std::string& s, size_t w) { return s + std::string(w > s.size() ? w - s.size() : 0, ' '); };
-  out << pad("KIND", 9) << "  " << pad("NAME", name_width) << "  " << pad("VERSION", version_width)
-      << "  DESCRIPTION\n";
-  for (auto kind : {PluginKind::Model, PluginKind::Callback, PluginKind::Metric}) {
+  std::vector<FolderListing> folders;
+  for (const auto& dir : reg.dirs()) {
+    std::error_code ec;
+    FolderListing f{dir, fs::is_directory(dir, ec), {}, {}};
     for (const auto& p : reg.plugins()) {
-      if (p.info.kind != kind) continue;
-      out << pad(kind_name(kind), 9) << "  " << pad(p.info.name, name_width) << "  "
-          << pad(p.info.version, version_width) << "  " << p.info.description << "\n";
-      out << std::string(13 + name_width + version_width, ' ') << "file: " << p.file.string() << "\n";
+      if (p.file.parent_path() != dir) continue;
+      f.plugins.push_back({kind_name(p.info.kind), p.info.name, p.info.version, p.info.description,
+                           p.file.filename().string()});
+    }
+    for (const auto& s : reg.skipped()) {
+      if (s.file.parent_path() == dir) f.refused.push_back({s.file.filename().string(), s.reason, s.is_plugin});
+    }
+    folders.push_back(std::move(f));
+  }
+  if (inv.options["update-index"].as<bool>()) {
+    bool failed = false;
+    for (const auto& f : folders) {
+      if (!f.exists) continue;
+      const auto file = f.folder / kIndexFileName;
+      if (read_folder_index(f.folder)) {
+        std::cout << "up to date: " << file.string() << "\n";
+      } else if (const auto error = write_index(f, file); error.empty()) {
+        std::cout << "wrote " << file.string() << " (" << f.plugins.size() << (f.plugins.size() == 1 ? " plugin" : " plugins")
+                  << ")\n";
+      } else {
+        std::cerr << "torchfit: error: " << error
+                  << " (listing that folder will load its plugins; give the index's owner this command)\n";
+        failed = true;
+      }
+    }
+    return failed ? 1 : 0;
+  }
+  std::cout << format_listing(folders, spdlog::should_log(spdlog::level::debug));
+  if (plain) {
+    for (const auto& f : folders) {
+      if (f.exists && !read_index(f.folder)) {
+        if (const auto file = user_index_file(f.folder); !file.empty()) write_index(f, file);
+      }
     }
   }
-  if (reg.plugins().empty()) out << "(no plugins found)\n";
-  out << "\nplugin ABI " << kPluginAbiVersion << ", torchfit " << version() << ", LibTorch "
-      << compat::torch_version() << "\nsearched:";
-  for (const auto& d : reg.dirs()) {
-    std::error_code ec;
-    out << "\n  " << d.string() << (fs::is_directory(d, ec) ? "" : "  (does not exist)");
-  }
-  out << "\n";
-  bool header = false;
-  for (const auto& s : reg.skipped()) {
-    if (!s.is_plugin && !spdlog::should_log(spdlog::level::debug)) continue;
-    if (!header) out << "\nnot loaded:\n";
-    header = true;
-    out << "  " << s.file.string() << ": " << s.reason << "\n";
-  }
-  std::cout << out.str();
-  if (cache_key) save_listing(*cache_key, reg.dirs(), out.str());
   return 0;
 }
 

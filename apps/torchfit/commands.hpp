@@ -1,8 +1,6 @@
 // The runner's commands.
 #pragma once
 
-#include <optional>
-
 #include "cli.hpp"
 #include "plugin_cache.hpp"
 
@@ -12,8 +10,9 @@ int run_train(Invocation& inv);
 int run_evaluate(Invocation& inv);
 int run_predict(Invocation& inv);
 int run_summary(Invocation& inv);
-/// Lists the plugins; with `cache_key` (a plain `torchfit plugins [--plugin-dir DIR]...`) the
-/// listing is also saved for the launcher to answer the next time (plugin_cache.hpp).
-int run_plugins(Invocation& inv, const std::optional<ListingKey>& cache_key);
+/// Lists the plugins. `plain` (`torchfit plugins [--plugin-dir DIR]...`): folders without a
+/// valid index get one in the user's cache, for the launcher to answer the next time
+/// (plugin_cache.hpp). With --update-index: writes each folder's own index instead of listing.
+int run_plugins(Invocation& inv, bool plain);
 
 }  // namespace torchfit::cli

@@ -1,10 +1,11 @@
 // torchfit: the command-line runner's launcher. It answers --version, and `torchfit plugins`
-// from the listing cache, without loading LibTorch (about 0.6 s of every start); everything
-// else goes to the runner library libtorchfit_cli (cli_main.cpp), loaded on demand.
+// from the plugin folders' indexes, without loading LibTorch (about 0.6 s of every start);
+// everything else goes to the runner library libtorchfit_cli (cli_main.cpp), loaded on demand.
 #include <dlfcn.h>
 
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "plugin_cache.hpp"
 
@@ -25,9 +26,20 @@ int main(int argc, char** argv) {
     std::cout << version_line() << "\n";
     return 0;
   }
-  if (const auto key = listing_key(argc, argv)) {
-    if (const auto listing = cached_listing(*key)) {
-      std::cout << *listing;
+  if (const auto folders = plain_listing_folders(argc, argv)) {
+    std::vector<FolderListing> listings;
+    for (const auto& folder : *folders) {
+      std::error_code ec;
+      if (!std::filesystem::is_directory(folder, ec)) {
+        listings.push_back({folder, false, {}, {}});
+      } else if (auto listing = read_index(folder)) {
+        listings.push_back(std::move(*listing));
+      } else {
+        break;  // a folder without a valid index: the runner lists them all
+      }
+    }
+    if (listings.size() == folders->size()) {
+      std::cout << format_listing(listings, false);
       return 0;
     }
   }

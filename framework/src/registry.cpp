@@ -5,15 +5,10 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <set>
-#include <sstream>
 
 #include "torchfit/errors.hpp"
 #include "torchfit/log.hpp"
-
-#ifndef TORCHFIT_PLUGIN_RELDIR
-#define TORCHFIT_PLUGIN_RELDIR "../lib/torchfit/plugins"
-#endif
+#include "torchfit/plugin_path.hpp"
 
 namespace torchfit {
 namespace fs = std::filesystem;
@@ -127,35 +122,12 @@ std::string closest_name(const std::string& typo, const std::vector<std::string>
 }
 
 std::vector<fs::path> Registry::search_path(const std::vector<fs::path>& extra) {
-  std::vector<fs::path> dirs;
-  dirs.push_back(fs::path(boost::dll::program_location().parent_path().string()) / TORCHFIT_PLUGIN_RELDIR);
-  dirs.insert(dirs.end(), extra.begin(), extra.end());
-  if (const char* env = std::getenv("TORCHFIT_PLUGIN_PATH")) {
-    std::stringstream in(env);
-    std::string dir;
-    while (std::getline(in, dir, ':')) {
-      if (!dir.empty()) {
-        dirs.emplace_back(dir);
-      }
-    }
-  }
-  return dirs;
+  return plugin_search_path(fs::path(boost::dll::program_location().string()), extra,
+                            std::getenv("TORCHFIT_PLUGIN_PATH"));
 }
 
-Registry::Registry(std::vector<fs::path> dirs) {
-  std::set<fs::path> seen;
-  for (auto& dir : dirs) {
-    std::error_code ec;
-    auto canonical = fs::weakly_canonical(dir, ec);
-    if (ec) {
-      canonical = dir;
-    }
-    if (!seen.insert(canonical).second) {
-      continue;
-    }
-    dirs_.push_back(canonical);
-    scan(canonical);
-  }
+Registry::Registry(std::vector<fs::path> dirs) : dirs_(unique_plugin_folders(dirs)) {
+  for (const auto& dir : dirs_) scan(dir);
 }
 
 void Registry::scan(const fs::path& dir) {

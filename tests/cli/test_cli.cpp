@@ -64,7 +64,21 @@ BOOST_AUTO_TEST_CASE(plugins_lists_every_plugin_with_its_file) {
   BOOST_TEST(has(t.out, "wrong_abi.so: was built for plugin ABI"));
 }
 
-BOOST_AUTO_TEST_CASE(plugins_listing_comes_from_the_cache_until_a_plugin_file_changes) {
+namespace {
+
+// Changes the noop plugin's description in an index, so that a listing made from that index
+// shows it (the runner, which loads the plugins, never would).
+void mark_index(const fs::path& index) {
+  auto text = test::read_file(index);
+  const std::string description = "Test: does nothing in every hook";
+  const auto at = text.find(description);
+  BOOST_TEST_REQUIRE(at != std::string::npos);
+  test::write_file(index, text.replace(at, description.size(), "(from the index)"));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(plugins_listing_comes_from_the_users_cache_until_a_plugin_file_changes) {
   test::TempDir dir;
   const std::string env = "XDG_CACHE_HOME='" + (dir / "cache").string() + "'";
   fs::create_directories(dir / "extra");
@@ -73,33 +87,83 @@ BOOST_AUTO_TEST_CASE(plugins_listing_comes_from_the_cache_until_a_plugin_file_ch
   const auto cold = run_torchfit(args, dir.path, env);
   BOOST_TEST(cold.rc == 0);
   BOOST_TEST(has(cold.out, "noop"));
+  // Only the extra folder needs the cache: the standard one has its own index (from the build).
   const auto cached = files_in(dir / "cache" / "torchfit");
   BOOST_TEST_REQUIRE(cached.size() == 1u);
   const auto cache_file = dir / "cache" / "torchfit" / *cached.begin();
   BOOST_TEST(run_torchfit(args, dir.path, env).out == cold.out);
 
-  // The next run answers from the cache (a line added to the saved listing shows up) ...
-  test::write_file(cache_file, test::read_file(cache_file) + "(from the cache)\n");
-  BOOST_TEST(has(run_torchfit(args, dir.path, env).out, "(from the cache)"));
+  // The next run answers from the cache ...
+  mark_index(cache_file);
+  BOOST_TEST(has(run_torchfit(args, dir.path, env).out, "(from the index)"));
   // ... but not with other options, which change the listing,
-  BOOST_TEST(!has(run_torchfit(args + " --log-level warn", dir.path, env).out, "(from the cache)"));
+  BOOST_TEST(!has(run_torchfit(args + " --log-level warn", dir.path, env).out, "(from the index)"));
   // ... and not once a plugin is added, replaced or removed.
   fs::copy_file(TORCHFIT_TEST_PLUGIN_DIR "/hook_recorder.so", dir / "extra" / "hook_recorder.so");
   auto added = run_torchfit(args, dir.path, env);
-  BOOST_TEST(!has(added.out, "(from the cache)"));
+  BOOST_TEST(!has(added.out, "(from the index)"));
   BOOST_TEST(has(added.out, "hook_recorder"));
-  test::write_file(cache_file, test::read_file(cache_file) + "(from the cache)\n");
+  mark_index(cache_file);
   fs::remove(dir / "extra" / "hook_recorder.so");
   auto removed = run_torchfit(args, dir.path, env);
-  BOOST_TEST(!has(removed.out, "(from the cache)"));
+  BOOST_TEST(!has(removed.out, "(from the index)"));
   BOOST_TEST(!has(removed.out, "hook_recorder"));
   BOOST_TEST(removed.out == cold.out);
+  mark_index(cache_file);
+  fs::copy_file(TORCHFIT_TEST_PLUGIN_DIR "/noop.so", dir / "extra" / "noop.so", fs::copy_options::overwrite_existing);
+  BOOST_TEST(run_torchfit(args, dir.path, env).out == cold.out);
   // A damaged cache file is ignored and replaced.
-  test::write_file(cache_file, "torchfit plugin listing cache 1\ngarbage");
+  test::write_file(cache_file, "torchfit plugin index 1\ngarbage");
   BOOST_TEST(run_torchfit(args, dir.path, env).out == cold.out);
   BOOST_TEST(run_torchfit(args, dir.path, env).out == cold.out);
   // No cache folder at all (no HOME, no XDG_CACHE_HOME): listed as always.
   BOOST_TEST(run_torchfit(args, dir.path, "env -u HOME -u XDG_CACHE_HOME").out == cold.out);
+}
+
+BOOST_AUTO_TEST_CASE(plugins_update_index_writes_each_folders_own_index) {
+  test::TempDir dir;
+  const std::string env = "XDG_CACHE_HOME='" + (dir / "cache").string() + "'";
+  // The build indexed the standard folder: listing it alone needs no cache.
+  const auto standard = fs::weakly_canonical(test::standard_plugin_dirs().front());
+  BOOST_TEST(fs::exists(standard / "plugins.index"));
+  BOOST_TEST(run_torchfit("plugins", dir.path, env).rc == 0);
+  BOOST_TEST(!fs::exists(dir / "cache" / "torchfit"));
+
+  const auto extra = dir / "extra";
+  fs::create_directories(extra);
+  for (const char* p : {"noop.so", "wrong_abi.so"}) fs::copy_file(fs::path(TORCHFIT_TEST_PLUGIN_DIR) / p, extra / p);
+  const std::string args = "plugins --plugin-dir '" + extra.string() + "'";
+  const auto cold = run_torchfit(args, dir.path, "env -u HOME -u XDG_CACHE_HOME");  // nothing cached
+  BOOST_TEST(has(cold.out, "wrong_abi.so: was built for plugin ABI"));
+
+  const auto u = run_torchfit(args + " --update-index", dir.path, env);
+  BOOST_TEST(u.rc == 0);
+  BOOST_TEST(has(u.out, "wrote " + (extra / "plugins.index").string() + " (1 plugin)"));
+  BOOST_TEST(has(u.out, "up to date: " + (standard / "plugins.index").string()));  // not rewritten
+  // The same listing from the folder's own index (refused plugins included), nothing cached.
+  BOOST_TEST(run_torchfit(args, dir.path, env).out == cold.out);
+  BOOST_TEST(!fs::exists(dir / "cache" / "torchfit"));
+  mark_index(extra / "plugins.index");
+  BOOST_TEST(has(run_torchfit(args, dir.path, env).out, "(from the index)"));
+  // The index moves with its folder.
+  fs::rename(extra, dir / "moved");
+  const auto moved = run_torchfit("plugins --plugin-dir '" + (dir / "moved").string() + "'", dir.path, env);
+  BOOST_TEST(has(moved.out, "(from the index)"));
+  BOOST_TEST(has(moved.out, (dir / "moved" / "noop.so").string()));
+  BOOST_TEST(has(moved.out, (dir / "moved" / "wrong_abi.so").string() + ": was built for plugin ABI"));
+  // A stale index is not used: the plugins are loaded as without one.
+  fs::remove(dir / "moved" / "wrong_abi.so");
+  const auto stale = run_torchfit("plugins --plugin-dir '" + (dir / "moved").string() + "'", dir.path, env);
+  BOOST_TEST(!has(stale.out, "(from the index)"));
+  BOOST_TEST(!has(stale.out, "wrong_abi"));
+  // An index that cannot be written is an error that says which; the other folders are done.
+  fs::remove(dir / "moved" / "plugins.index");
+  fs::create_directories(dir / "moved" / "plugins.index" / "in-the-way");
+  const auto blocked = run_torchfit("plugins --update-index --plugin-dir '" + (dir / "moved").string() + "'",
+                                    dir.path, env);
+  BOOST_TEST(blocked.rc == 1);
+  BOOST_TEST(has(blocked.err, "cannot write " + (dir / "moved" / "plugins.index").string()));
+  BOOST_TEST(has(blocked.out, "up to date: " + (standard / "plugins.index").string()));
 }
 
 BOOST_AUTO_TEST_CASE(main_job_ring_classifier) {

@@ -13,6 +13,11 @@ test -x "$work/prefix/bin/torchfit"
 test -f "$work/prefix/lib/cmake/torchfit/torchfitConfig.cmake"
 test -f "$work/prefix/include/torchfit/torchfit.hpp"
 test -f "$work/prefix/include/torchfit/version.hpp"
+# The install indexed its plugin folder: the first listing loads no plugin and caches nothing.
+test -f "$work/prefix/lib/torchfit/plugins/plugins.index"
+XDG_CACHE_HOME="$work/cache" "$work/prefix/bin/torchfit" plugins >"$work/first.txt"
+grep -q "early_stopping" "$work/first.txt"
+test ! -e "$work/cache/torchfit"
 
 cmake -S "$source/docs/examples" -B "$work/example" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$work/example" -j 2 >/dev/null

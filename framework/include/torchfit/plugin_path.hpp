@@ -1,0 +1,44 @@
+// Where plugins are searched, in order. Free of LibTorch: the runner's launcher computes the
+// same folders as the Registry before it loads anything (apps/torchfit/plugin_cache.hpp).
+#pragma once
+
+#include <filesystem>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "torchfit/version.hpp"  // kPluginFolderFromProgram
+
+namespace torchfit {
+
+/// The plugin folder beside `program` (<program folder>/../lib/torchfit/plugins, in the build
+/// tree and after install alike), then `extra`, then each folder of `env` (":"-separated, as
+/// TORCHFIT_PLUGIN_PATH).
+inline std::vector<std::filesystem::path> plugin_search_path(const std::filesystem::path& program,
+                                                             const std::vector<std::filesystem::path>& extra,
+                                                             const char* env) {
+  std::vector<std::filesystem::path> dirs{program.parent_path() / kPluginFolderFromProgram};
+  dirs.insert(dirs.end(), extra.begin(), extra.end());
+  std::stringstream in(env ? env : "");
+  for (std::string dir; std::getline(in, dir, ':');) {
+    if (!dir.empty()) dirs.emplace_back(dir);
+  }
+  return dirs;
+}
+
+/// `dirs` made canonical (as far as they exist), each folder once, first place kept: the
+/// folders a Registry scans and `torchfit plugins` shows.
+inline std::vector<std::filesystem::path> unique_plugin_folders(const std::vector<std::filesystem::path>& dirs) {
+  std::vector<std::filesystem::path> out;
+  std::set<std::filesystem::path> seen;
+  for (const auto& dir : dirs) {
+    std::error_code ec;
+    auto canonical = std::filesystem::weakly_canonical(dir, ec);
+    if (ec) canonical = dir;
+    if (seen.insert(canonical).second) out.push_back(canonical);
+  }
+  return out;
+}
+
+}  // namespace torchfit
