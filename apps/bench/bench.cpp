@@ -379,14 +379,16 @@ int main(int argc, char** argv) {
   std::printf("torchfit plugins (start, discover and describe every plugin, exit), medians: %.3f s after the build "
               "(the folder's index); with a folder nobody indexed: %.3f s the first time, %.3f s from the user's cache\n",
               median(indexed), median(cold), median(cached));
-  const auto epochs_arg = std::to_string(ring_epochs);
-  auto [hand_s, hand_rss] = run_child({vm["hand-program"].as<std::string>(), epochs_arg});
-  fs::current_path(tmp);
-  // On the CPU, like the hand-written program, whatever --device the loops above ran on.
-  auto [fit_s, fit_rss] = run_child({runner, "train", "--model", "dnn_binary", "--epochs", epochs_arg, "--patience",
-                                     "100000", "--monitor", "val_acc", "--quiet", "--device", "cpu"});
-  std::printf("peak RSS, ring for %s epochs: torchfit train %.1f MiB, hand-written program %.1f MiB, ratio %.3f\n",
-              epochs_arg.c_str(), fit_rss, hand_rss, fit_rss / hand_rss);
+  if (ring_epochs > 0) {
+    const auto epochs_arg = std::to_string(ring_epochs);
+    auto [hand_s, hand_rss] = run_child({vm["hand-program"].as<std::string>(), epochs_arg});
+    fs::current_path(tmp);
+    // On the CPU, like the hand-written program, whatever --device the loops above ran on.
+    auto [fit_s, fit_rss] = run_child({runner, "train", "--model", "dnn_binary", "--epochs", epochs_arg, "--patience",
+                                       "100000", "--monitor", "val_acc", "--quiet", "--device", "cpu"});
+    std::printf("peak RSS, ring for %s epochs: torchfit train %.1f MiB, hand-written program %.1f MiB, ratio %.3f\n",
+                epochs_arg.c_str(), fit_rss, hand_rss, fit_rss / hand_rss);
+  }
   std::error_code ec;
   fs::remove_all(tmp, ec);
   return 0;
