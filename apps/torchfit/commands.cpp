@@ -446,7 +446,8 @@ int run_plugins(Invocation& inv, bool plain) {
                   << ")\n";
       } else {
         std::cerr << "torchfit: error: " << error
-                  << " (listing that folder will load its plugins; give the index's owner this command)\n";
+                  << " (until the folder's owner runs this command, listing it loads its plugins; your own "
+                     "listings of it are still cached, under $XDG_CACHE_HOME/torchfit or ~/.cache/torchfit)\n";
         failed = true;
       }
     }

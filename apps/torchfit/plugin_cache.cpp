@@ -226,7 +226,7 @@ std::string write_index(const FolderListing& listing, const fs::path& file) {
     if (!out.flush()) {
       const std::string why = std::strerror(errno);
       fs::remove(tmp, ec);
-      return "cannot write " + tmp.string() + ": " + why;
+      return "cannot write " + file.string() + ": " + why;
     }
   }
   fs::rename(tmp, file, ec);
