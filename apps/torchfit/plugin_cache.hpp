@@ -17,7 +17,8 @@ namespace torchfit::cli {
 /// One searched folder as `torchfit plugins` shows it.
 struct FolderListing {
   struct Plugin {
-    std::string kind, name, version, description;
+    std::string kind;  ///< torchfit::kind_name()'s word: "model", "callback" or "metric"
+    std::string name, version, description;
     std::string file;  ///< name inside the folder
   };
   struct Refused {
