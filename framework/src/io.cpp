@@ -82,7 +82,13 @@ void atomic_replace(const fs::path& target, const std::function<void(const fs::p
     if (ec) {
       throw CheckpointError("cannot move '" + tmp.string() + "' to '" + target.string() + "': " + ec.message());
     }
-    fsync_path(parent, true);
+    try {
+      fsync_path(parent, true);
+    } catch (const CheckpointError& e) {
+      // The new file is in place; only its folder's entry may not be on disk yet.
+      throw CheckpointError("wrote '" + target.string() + "' but " + e.what() +
+                            "; a crash now could leave the previous version");
+    }
   } catch (const CheckpointError&) {
     std::error_code ignored;
     fs::remove(tmp, ignored);
