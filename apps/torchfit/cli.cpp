@@ -242,14 +242,14 @@ std::vector<std::string> option_names(const po::options_description& d) {
           }
           const auto guess = closest_name(option, names);
           throw ConfigError(where + "plugin '" + plugin + "' has no option '" + option + "'" +
-                            (guess.empty() ? "" : "; did you mean '" + plugin + "." + guess + "'?") +
+                            (guess.empty() ? "." : "; did you mean '" + plugin + "." + guess + "'?") +
                             " See: torchfit " + command + " --help");
         }
       }
     }
   }
   const auto guess = closest_name(name, option_names(known));
-  throw ConfigError(msg + (guess.empty() ? "" : "; did you mean '--" + guess + "'?") + " See: torchfit " + command +
+  throw ConfigError(msg + (guess.empty() ? "." : "; did you mean '--" + guess + "'?") + " See: torchfit " + command +
                     " --help");
 }
 

@@ -257,6 +257,7 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       {"train --model dnn_binary --callbacks early_stoping", "did you mean 'early_stopping'?"},
       {"train --model dnn_binary --metrics acc,aucc", "unknown metric 'aucc'; did you mean"},
       {"train --model dnn_binary --epoch 3", "unknown option 'epoch' for 'train'; did you mean '--epochs'?"},
+      {"train --model dnn_binary --frobnicate 3", "unknown option 'frobnicate' for 'train'. See: torchfit train --help"},
       {"train --model dnn_binary --early_stopping.patiense 3", "did you mean 'early_stopping.patience'?"},
       {"train --model dnn_binary --callbacks none --early_stopping.patience 3",
        "belongs to plugin 'early_stopping', which this command does not load"},
