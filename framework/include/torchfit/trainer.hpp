@@ -87,9 +87,10 @@ class TORCHFIT_EXPORT Trainer {
 
   /// Loss and metrics over `data`: {val_loss, val_<metric>...}. Runs the validation hooks.
   Logs evaluate(const DataLoader& data, const Callbacks& callbacks = {});
-  /// The net's outputs for every sample of `data`, stacked in order (eval mode, no grad).
+  /// The net's outputs for every sample of `data`, stacked in order (eval mode, no grad), on
+  /// the trainer's device(): call .cpu() on them to read them on the host.
   torch::Tensor predict(const DataLoader& data, const Callbacks& callbacks = {});
-  /// The net's outputs for `features`, in batches of `batch_size`.
+  /// The net's outputs for `features`, in batches of `batch_size`, on device().
   torch::Tensor predict(const torch::Tensor& features, int64_t batch_size = 1024);
 
   Net& net() { return net_; }
