@@ -252,6 +252,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each result line as it comes, also into a pipe
+  // As the runner does, for every variant alike (TORCHFIT_HOST_ALLOCATOR=system: glibc's defaults).
+  const auto heap = tf::tune_host_allocator();
   const bool smoke = vm.count("smoke");
   const int reps = smoke ? 1 : vm["reps"].as<int>();
   const int64_t ring_epochs = smoke ? 2 : vm["epochs"].as<int64_t>();
@@ -279,6 +281,7 @@ int main(int argc, char** argv) {
   std::printf("torchfit %s, LibTorch %s, %d intra-op threads, %u cores, device %s, precision %s\n",
               tf::version().c_str(), tf::compat::torch_version().c_str(), torch::get_num_threads(),
               std::thread::hardware_concurrency(), setup.device.str().c_str(), tf::precision_name(setup.precision));
+  std::printf("host allocator: %s\n", heap.reason.c_str());
 
   auto ring_model =
       registry.make_model("dnn_binary", registry.parse_options(registry.find("dnn_binary", tf::PluginKind::Model)));

@@ -22,6 +22,7 @@ TORCH_MODULE(Net);
 
 int main(int argc, char** argv) {
   const int64_t epochs = argc > 1 ? std::stoll(argv[1]) : 100;
+  tf::tune_host_allocator();  // as the runner does: the heap keeps its pages between batches
   tf::seed_everything(2);
 
   // Two rings: positives around radius 5, negatives around radius 8.

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include <torchfit/device.hpp>
 #include <torchfit/distributed.hpp>
 #include <torchfit/errors.hpp>
 #include <torchfit/plugin.hpp>
@@ -81,6 +82,7 @@ extern "C" __attribute__((visibility("default"))) int torchfit_cli_main(int argc
   using namespace torchfit;
   try {
     set_up_logging("info");
+    const auto heap = tune_host_allocator();  // before anything allocates much: docs/performance.md
     if (argc >= 2) {
       const std::string first = argv[1];
       if (first == "--help" || first == "-h" || first == "help") {
@@ -101,6 +103,7 @@ extern "C" __attribute__((visibility("default"))) int torchfit_cli_main(int argc
     }
     // Data-parallel workers other than rank 0 only warn: rank 0 tells the run's story.
     if (!rank_prefix().empty()) spdlog::set_level(std::max(spdlog::get_level(), spdlog::level::warn));
+    spdlog::debug("host allocator: {}", heap.reason);
     auto inv = cli::parse(argc, argv);
     if (inv.options.count("help")) {
       std::cout << cli::help(inv);

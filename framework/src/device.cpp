@@ -1,7 +1,12 @@
-// Device choice and seeding.
+// Device choice, seeding and the host allocator.
 #include "torchfit/device.hpp"
 
 #include <cstdlib>
+#include <cstring>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "torchfit/errors.hpp"
 
@@ -42,6 +47,32 @@ void seed_everything(uint64_t seed) {
     torch::cuda::manual_seed_all(seed);
   }
   std::srand(static_cast<unsigned>(seed));
+}
+
+HostAllocatorTuning tune_host_allocator() {
+#if defined(__GLIBC__)
+  const char* choice = std::getenv("TORCHFIT_HOST_ALLOCATOR");
+  if (choice != nullptr && std::strcmp(choice, "system") == 0) {
+    return {false, "glibc's adaptive malloc thresholds (TORCHFIT_HOST_ALLOCATOR=system)"};
+  }
+  for (const char* name : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"}) {
+    if (std::getenv(name) != nullptr) {
+      return {false, std::string("malloc thresholds from the environment (") + name + ")"};
+    }
+  }
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables != nullptr && std::strstr(tunables, "glibc.malloc.") != nullptr) {
+    return {false, "malloc thresholds from the environment (GLIBC_TUNABLES)"};
+  }
+  constexpr int kMmapThreshold = 32 << 20;  // glibc's ceiling for its adaptive threshold on 64-bit
+  constexpr int kTrimThreshold = 2 * kMmapThreshold;  // what its rule pairs with it
+  if (mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1 && mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1) {
+    return {true, "malloc maps requests from 32 MiB and trims the heap above 64 MiB free"};
+  }
+  return {false, "mallopt refused the thresholds (another malloc, such as a sanitizer's?): malloc left as it is"};
+#else
+  return {false, "not glibc: its malloc is left as it is"};
+#endif
 }
 
 }  // namespace torchfit

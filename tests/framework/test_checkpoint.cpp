@@ -102,3 +102,44 @@ BOOST_AUTO_TEST_CASE(snapshot_and_restore_are_exact) {
   tf::restore_weights(net, snap);
   BOOST_TEST(torch::equal(net.parameters()[0], original));
 }
+
+BOOST_AUTO_TEST_CASE(a_snapshot_taken_again_reuses_its_memory_and_holds_the_new_weights) {
+  auto net = ring_net();
+  tf::WeightSnapshot snap;
+  tf::snapshot_weights(net, snap);
+  const void* memory = snap[0].second.data_ptr();
+  {
+    torch::NoGradGuard g;
+    for (auto& p : net.parameters()) p.add_(0.5);
+  }
+  tf::snapshot_weights(net, snap);
+  BOOST_TEST(snap[0].second.data_ptr() == memory);
+  const auto params = net.parameters();
+  BOOST_REQUIRE(snap.size() == params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    BOOST_TEST(torch::equal(snap[i].second, params[i]));
+    BOOST_TEST(snap[i].second.data_ptr() != params[i].data_ptr());  // a copy, not the net's own tensor
+    BOOST_TEST(!snap[i].second.requires_grad());
+  }
+  {
+    torch::NoGradGuard g;
+    for (auto& p : net.parameters()) p.zero_();
+  }
+  tf::restore_weights(net, snap);
+  BOOST_TEST(torch::equal(net.parameters()[0], snap[0].second));
+  BOOST_TEST(net.parameters()[0].abs().sum().item<double>() > 0);
+
+  // Another layout (here another net) gets memory of its own.
+  tf::Net other = torch::nn::Sequential(torch::nn::Linear(3, 5));
+  tf::snapshot_weights(other, snap);
+  BOOST_REQUIRE(snap.size() == 2);
+  BOOST_TEST(snap[0].second.sizes() == other.parameters()[0].sizes());
+  BOOST_TEST(torch::equal(snap[1].second, other.parameters()[1]));
+
+  // A reused snapshot saves and loads like any other.
+  test::TempDir dir;
+  tf::save_snapshot(snap, dir / "ckpt");
+  tf::Net loaded = torch::nn::Sequential(torch::nn::Linear(3, 5));
+  tf::load_weights(loaded, dir / "ckpt");
+  BOOST_TEST(torch::equal(loaded.parameters()[0], other.parameters()[0]));
+}

@@ -5,7 +5,12 @@
 #include <ATen/autocast_mode.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <set>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "../support.hpp"
 
@@ -415,3 +420,49 @@ BOOST_AUTO_TEST_CASE(precision_names_and_float16_on_a_cpu) {
     BOOST_TEST(std::string(e.what()).find("16-mixed precision needs a CUDA device") != std::string::npos);
   }
 }
+
+BOOST_AUTO_TEST_CASE(the_host_allocator_is_left_alone_when_the_environment_chooses) {
+  const std::pair<const char*, const char*> choices[] = {{"TORCHFIT_HOST_ALLOCATOR", "system"},
+                                                          {"MALLOC_TRIM_THRESHOLD_", "1000000"},
+                                                          {"MALLOC_MMAP_THRESHOLD_", "1000000"},
+                                                          {"MALLOC_TOP_PAD_", "0"},
+                                                          {"GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1000000"}};
+  for (const auto& [name, value] : choices) {
+    ::setenv(name, value, 1);
+    const auto tuning = tf::tune_host_allocator();
+    ::unsetenv(name);
+    BOOST_TEST(!tuning.applied, name);
+#if defined(__GLIBC__)
+    BOOST_TEST(tuning.reason.find(name) != std::string::npos, tuning.reason);
+#endif
+  }
+}
+
+// Under AddressSanitizer malloc is the sanitizer's, which takes no thresholds.
+#if defined(__SANITIZE_ADDRESS__)
+#define TORCHFIT_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TORCHFIT_TEST_ASAN 1
+#endif
+#endif
+
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 33) && !defined(TORCHFIT_TEST_ASAN)
+BOOST_AUTO_TEST_CASE(the_tuned_host_allocator_keeps_large_buffers_on_the_heap) {
+  const auto tuning = tf::tune_host_allocator();
+  BOOST_TEST_REQUIRE(tuning.applied, tuning.reason);
+  // mallinfo2().hblks counts the blocks malloc mapped from the system for a request.
+  auto mapped_for = [](size_t bytes) {
+    const auto before = mallinfo2().hblks;
+    void* p = std::malloc(bytes);
+    BOOST_REQUIRE(p != nullptr);
+    static_cast<volatile char*>(p)[0] = 1;
+    const auto after = mallinfo2().hblks;
+    std::free(p);
+    return after - before;
+  };
+  BOOST_TEST(mapped_for(size_t{1} << 20) == 0u);   // a batch's tensors: on the heap
+  BOOST_TEST(mapped_for(size_t{24} << 20) == 0u);
+  BOOST_TEST(mapped_for(size_t{48} << 20) == 1u);  // above 32 MiB: mapped, and unmapped when freed
+}
+#endif

@@ -27,7 +27,12 @@ struct CheckpointInfo {
 using WeightSnapshot = std::vector<std::pair<std::string, torch::Tensor>>;
 
 /// Copies the net's parameters and buffers into memory (for restoring best weights fast).
+/// Copies on the CPU live in one block mapped from the system, outside the heap the training
+/// loop allocates from, so a snapshot kept across epochs does not slow the loop down.
 TORCHFIT_EXPORT WeightSnapshot snapshot_weights(const Net& net);
+/// The same into `into`, reusing its memory when it holds a snapshot of the same layout (names,
+/// shapes, types, devices): what a callback that snapshots every epoch should call.
+TORCHFIT_EXPORT void snapshot_weights(const Net& net, WeightSnapshot& into);
 /// Copies a snapshot back into the net.
 TORCHFIT_EXPORT void restore_weights(Net& net, const WeightSnapshot& snapshot);
 

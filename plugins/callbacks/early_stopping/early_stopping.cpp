@@ -52,7 +52,7 @@ class EarlyStopping final : public torchfit::Callback {
       best_ = current;
       best_epoch_ = ctx.epoch;
       if (s_.restore_best_weights) {
-        best_weights_ = torchfit::snapshot_weights(ctx.net());
+        torchfit::snapshot_weights(ctx.net(), best_weights_);  // reuses the memory of the last one
       }
       if (!s_.baseline || monitor_.improves(current, *s_.baseline)) {
         wait_ = 0;
@@ -119,7 +119,7 @@ class EarlyStopping final : public torchfit::Callback {
   bool has_best_ = false;  ///< best_ holds a value seen (not the initial worst), also after a resume
   double best_ = 0;
   bool resolved_ = false;
-  std::vector<std::pair<std::string, torch::Tensor>> best_weights_;
+  torchfit::WeightSnapshot best_weights_;
 };
 
 torchfit::PluginInfo describe() {

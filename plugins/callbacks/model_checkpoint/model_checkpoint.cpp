@@ -71,8 +71,10 @@ class ModelCheckpoint final : public torchfit::Callback {
     plan_.clear();
     plan_epoch(ctx);
     if (plan_.empty()) return;
-    auto snapshot = std::make_shared<torchfit::WeightSnapshot>(torchfit::snapshot_weights(ctx.net()));
-    pending_ = std::async(std::launch::async, [plan = std::move(plan_), snapshot, model = ctx.net().name(),
+    // The previous writes are done (finish() above), so the snapshot's memory can be reused.
+    if (!snapshot_) snapshot_ = std::make_shared<torchfit::WeightSnapshot>();
+    torchfit::snapshot_weights(ctx.net(), *snapshot_);
+    pending_ = std::async(std::launch::async, [plan = std::move(plan_), snapshot = snapshot_, model = ctx.net().name(),
                                                logs = ctx.logs] {
       for (const auto& step : plan) {
         if (step.write) {
@@ -188,6 +190,7 @@ class ModelCheckpoint final : public torchfit::Callback {
   int64_t best_epoch_ = 0;
   std::vector<std::pair<double, int64_t>> best_epochs_;  // (value, epoch), best first
   std::vector<Step> plan_;
+  std::shared_ptr<torchfit::WeightSnapshot> snapshot_;  // the weights being written, kept for the next save
   std::future<void> pending_;
 };
 

@@ -126,7 +126,7 @@ class NanGuard final : public torchfit::Callback {
   }
 
   void take_snapshot(torchfit::Context& ctx) {
-    snapshot_ = torchfit::snapshot_weights(ctx.net());
+    torchfit::snapshot_weights(ctx.net(), snapshot_);
     torch::serialize::OutputArchive archive;
     ctx.optimizer().save(archive);
     std::ostringstream out;
