@@ -19,8 +19,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::pair<std::string, torch::Tensor>> named_state(const Net& net) {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
+// The net's own parameters and buffers, by name (not copies).
+WeightSnapshot named_state(const Net& net) {
+  WeightSnapshot out;
   for (const auto& p : net.module().named_parameters()) {
     out.emplace_back(p.key(), p.value());
   }
@@ -72,10 +73,6 @@ CheckpointInfo read_info(torch::serialize::InputArchive& archive, const fs::path
   return info;
 }
 
-}  // namespace
-
-namespace {
-
 // Memory mapped from the system for a snapshot's CPU tensors, unmapped with the last of them.
 // Snapshots are taken between epochs and kept; on glibc's heap they landed among the per-batch
 // tensors, and glibc then handed heap pages back and faulted them in again every batch (MLP
@@ -100,13 +97,14 @@ class Mapping {
 };
 
 size_t byte_size(const torch::Tensor& t) { return static_cast<size_t>(t.numel()) * t.element_size(); }
+// A tensor's bytes rounded up to a cache line, so that the next one starts aligned.
+size_t aligned_size(const torch::Tensor& t) { return (byte_size(t) + 63) / 64 * 64; }
 
 // Empty tensors shaped like `state`: the CPU ones in one mapping, 64-byte aligned.
-WeightSnapshot allocate_snapshot(const std::vector<std::pair<std::string, torch::Tensor>>& state) {
-  constexpr size_t kAlign = 64;
+WeightSnapshot allocate_snapshot(const WeightSnapshot& state) {
   size_t total = 0;
   for (const auto& entry : state) {
-    if (entry.second.device().is_cpu()) total += (byte_size(entry.second) + kAlign - 1) / kAlign * kAlign;
+    if (entry.second.device().is_cpu()) total += aligned_size(entry.second);
   }
   auto mapping = total > 0 ? std::make_shared<Mapping>(total) : nullptr;
   WeightSnapshot out;
@@ -118,12 +116,12 @@ WeightSnapshot allocate_snapshot(const std::vector<std::pair<std::string, torch:
       continue;
     }
     out.emplace_back(name, torch::from_blob(mapping->data() + offset, tensor.sizes(), [mapping](void*) {}, options));
-    offset += (byte_size(tensor) + kAlign - 1) / kAlign * kAlign;
+    offset += aligned_size(tensor);
   }
   return out;
 }
 
-bool same_layout(const WeightSnapshot& snapshot, const std::vector<std::pair<std::string, torch::Tensor>>& state) {
+bool same_layout(const WeightSnapshot& snapshot, const WeightSnapshot& state) {
   if (snapshot.size() != state.size()) return false;
   for (size_t i = 0; i < state.size(); ++i) {
     const auto& a = snapshot[i].second;
