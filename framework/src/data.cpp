@@ -1,132 +1,46 @@
-// TensorDataset, random_split and DataLoader.
+// DataLoader and BatchStream: batches of any dataset, gathered in order by worker threads.
 #include "torchfit/data.hpp"
 
 #include <algorithm>
-
-#include <cmath>
-#include <numeric>
-#include <random>
+#include <condition_variable>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
 
 #include "torchfit/errors.hpp"
 #include "torchfit/loss.hpp"
 
 namespace torchfit {
 
-TensorDataset::TensorDataset(torch::Tensor features, torch::Tensor targets)
-    : features_(std::move(features)), targets_(std::move(targets)) {
-  if (!features_.defined() || features_.dim() < 1) {
-    throw DataError("a dataset's features must be a tensor with at least one dimension (samples first)");
-  }
-  if (targets_.defined() && (targets_.dim() < 1 || targets_.size(0) != features_.size(0))) {
-    throw DataError("features have " + std::to_string(features_.size(0)) + " samples (shape " +
-                    shape_string(features_.sizes()) + ") but targets have shape " + shape_string(targets_.sizes()) +
-                    "; both need the same first dimension");
-  }
-}
-
-TensorDataset TensorDataset::subset(const torch::Tensor& indices) const {
-  auto idx = indices.to(features_.device());
-  return TensorDataset(features_.index_select(0, idx),
-                       targets_.defined() ? targets_.index_select(0, idx.to(targets_.device())) : torch::Tensor());
-}
-
-TensorDataset TensorDataset::to(torch::Device device, bool non_blocking) const {
-  if (features_.device() == device && (!targets_.defined() || targets_.device() == device)) {
-    return *this;
-  }
-  return TensorDataset(features_.to(device, non_blocking).contiguous(),
-                       targets_.defined() ? targets_.to(device, non_blocking).contiguous() : torch::Tensor());
-}
-
-torch::Tensor seeded_permutation(int64_t n, uint64_t seed, uint64_t epoch) {
-  // A SplitMix-style mix so (seed, epoch) pairs never collide in practice; Fisher-Yates
-  // with std::mt19937_64 is the same on every platform and every LibTorch version.
-  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (epoch + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  z ^= z >> 31;
-  std::mt19937_64 rng(z);
-  auto perm = torch::empty({n}, torch::kLong);
-  auto* p = perm.data_ptr<int64_t>();
-  std::iota(p, p + n, int64_t{0});
-  for (int64_t i = n - 1; i > 0; --i) {
-    std::uniform_int_distribution<int64_t> pick(0, i);
-    std::swap(p[i], p[pick(rng)]);
-  }
-  return perm;
-}
-
-std::vector<TensorDataset> random_split(const TensorDataset& dataset, const std::vector<int64_t>& counts,
-                                        uint64_t seed) {
-  if (dataset.empty()) {
-    throw DataError("cannot split an empty dataset");
-  }
-  int64_t total = 0;
-  for (auto c : counts) {
-    if (c < 0) {
-      throw DataError("random_split: count " + std::to_string(c) + " is negative");
-    }
-    total += c;
-  }
-  if (counts.empty() || total != dataset.size()) {
-    throw DataError("random_split: the counts add up to " + std::to_string(total) + " but the dataset has " +
-                    std::to_string(dataset.size()) + " samples");
-  }
-  auto perm = seeded_permutation(dataset.size(), seed, 0);
-  std::vector<TensorDataset> parts;
-  int64_t start = 0;
-  for (auto c : counts) {
-    parts.push_back(dataset.subset(perm.narrow(0, start, c)));
-    start += c;
-  }
-  return parts;
-}
-
-std::vector<TensorDataset> random_split(const TensorDataset& dataset, const std::vector<double>& fractions,
-                                        uint64_t seed) {
-  double sum = 0;
-  for (auto f : fractions) {
-    if (!(f >= 0 && f <= 1)) {
-      throw DataError("random_split: fraction " + std::to_string(f) + " is not between 0 and 1");
-    }
-    sum += f;
-  }
-  if (fractions.empty() || std::fabs(sum - 1.0) > 1e-6) {
-    throw DataError("random_split: the fractions add up to " + std::to_string(sum) +
-                    ", not 1; give fractions that add up to 1 (e.g. {0.7, 0.3}) or sample counts");
-  }
-  // Floor each part, then hand the remainder out one by one, as torch.utils.data.random_split does.
-  const int64_t n = dataset.size();
-  std::vector<int64_t> counts;
-  int64_t assigned = 0;
-  for (auto f : fractions) {
-    counts.push_back(static_cast<int64_t>(std::floor(f * static_cast<double>(n))));
-    assigned += counts.back();
-  }
-  for (size_t i = 0; assigned < n; i = (i + 1) % counts.size(), ++assigned) {
-    ++counts[i];
-  }
-  return random_split(dataset, counts, seed);
-}
-
 DataLoader::DataLoader(TensorDataset dataset, LoaderOptions options)
-    : dataset_(std::move(dataset)), options_(options) {
-  if (dataset_.empty()) {
+    : DataLoader(std::make_shared<const TensorDataset>(std::move(dataset)), std::move(options)) {}
+
+DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
+    : dataset_(std::move(dataset)), options_(std::move(options)) {
+  if (!dataset_ || dataset_->size() == 0) {
     throw DataError("cannot make a loader over an empty dataset");
+  }
+  if (options_.workers() < 0) {
+    throw DataError("workers must be 0 (load in the training thread) or more, got " +
+                    std::to_string(options_.workers()));
+  }
+  if (options_.prefetch() < 1) {
+    throw DataError("prefetch must be at least 1 batch per worker, got " + std::to_string(options_.prefetch()));
   }
   if (options_.batch_size() < 1) {
     throw DataError("batch size must be at least 1, got " + std::to_string(options_.batch_size()));
   }
-  if (options_.drop_last() && options_.batch_size() > dataset_.size()) {
+  if (options_.drop_last() && options_.batch_size() > dataset_->size()) {
     throw DataError("batch size " + std::to_string(options_.batch_size()) + " with drop_last leaves no batch of the " +
-                    std::to_string(dataset_.size()) + " samples; lower the batch size");
+                    std::to_string(dataset_->size()) + " samples; lower the batch size");
   }
   seed_ = options_.seed() ? *options_.seed()
                           : static_cast<uint64_t>(torch::randint(0, int64_t{1} << 62, {1}, torch::kLong).item<int64_t>());
 }
 
 int64_t DataLoader::epoch_size() const {
-  const auto n = dataset_.size();
+  const auto n = dataset_->size();
   if (shard_count_ == 1) return n;
   return shard_pad_ ? (n + shard_count_ - 1) / shard_count_ : (n - shard_rank_ + shard_count_ - 1) / shard_count_;
 }
@@ -154,73 +68,235 @@ DataLoader DataLoader::shard(int64_t rank, int64_t count, bool pad) const {
 
 DataLoader DataLoader::to(torch::Device device) const {
   DataLoader copy = *this;
-  const bool host_data = dataset_.features().device().is_cpu();
-  if (options_.pin_memory() && device.is_cuda() && host_data) {
-    if (copy_to_ == device) return copy;
-    auto pin = [](const torch::Tensor& t) { return t.defined() && !t.is_pinned() ? t.contiguous().pin_memory() : t; };
-    copy.dataset_ = TensorDataset(pin(dataset_.features()), pin(dataset_.targets()));
-    copy.copy_to_ = device;
-    return copy;
-  }
   copy.copy_to_.reset();
-  copy.dataset_ = dataset_.to(device);
+  if (dataset_->device() == device && !(options_.pin_memory() && device.is_cuda())) return copy;
+  if (!(options_.pin_memory() && device.is_cuda())) {
+    if (auto moved = dataset_->on_device(device)) {
+      copy.dataset_ = std::move(moved);
+      return copy;
+    }
+  }
+  copy.copy_to_ = device;
   return copy;
 }
 
-torch::Device DataLoader::batch_device() const { return copy_to_ ? *copy_to_ : dataset_.features().device(); }
+torch::Device DataLoader::batch_device() const { return copy_to_ ? *copy_to_ : dataset_->device(); }
 
 DataLoader::Epoch DataLoader::epoch(uint64_t epoch) const {
-  const auto device = dataset_.features().device();
+  const auto device = dataset_->device();
+  const auto n = dataset_->size();
   if (shard_count_ > 1) {
     // Like torch.utils.data.DistributedSampler: the one global order of this epoch (the same
     // on every process), padded with its first samples to a multiple of the process count
     // when `pad`, then every count-th sample from position `rank`.
-    const auto n = dataset_.size();
     auto order = options_.shuffle() ? seeded_permutation(n, seed_, epoch) : torch::arange(n, torch::kLong);
     int64_t total = n;
     if (shard_pad_) {
       total = (n + shard_count_ - 1) / shard_count_ * shard_count_;
       order = order.index_select(0, torch::arange(total, torch::kLong).remainder(n));
     }
-    return Epoch(*this, order.slice(0, shard_rank_, total, shard_count_).contiguous().to(device));
+    return Epoch(*this, order.slice(0, shard_rank_, total, shard_count_).contiguous().to(device), epoch);
   }
   if (!options_.shuffle()) {
-    return Epoch(*this, torch::Tensor());
+    return Epoch(*this, torch::Tensor(), epoch);
   }
-  return Epoch(*this, seeded_permutation(dataset_.size(), seed_, epoch).to(device));
+  return Epoch(*this, seeded_permutation(n, seed_, epoch).to(device), epoch);
 }
 
-DataLoader::Iterator DataLoader::Epoch::begin() const { return Iterator(this, 0); }
-DataLoader::Iterator DataLoader::Epoch::end() const { return Iterator(this, loader_->num_batches()); }
+int64_t DataLoader::Epoch::size() const { return loader_->num_batches(); }
 
-DataLoader::Iterator DataLoader::Epoch::begin_at(int64_t batch) const {
-  return Iterator(this, std::clamp<int64_t>(batch, 0, loader_->num_batches()));
+Batch DataLoader::Epoch::gather(int64_t index, const std::atomic<bool>* cancel) const {
+  const DataLoader& loader = *loader_;
+  const Dataset& ds = *loader.dataset_;
+  const auto& options = loader.options_;
+  const int64_t b = options.batch_size();
+  const int64_t start = index * b;
+  const int64_t len = std::min(b, loader.epoch_size() - start);
+  const auto indices = order_.defined()
+                           ? order_.narrow(0, start, len)
+                           : torch::arange(start, start + len, torch::TensorOptions().dtype(torch::kLong).device(ds.device()));
+  Batch batch;
+  if (options.transforms().empty()) {
+    try {
+      batch = ds.get_batch(indices);
+    } catch (const DataError&) {
+      throw;
+    } catch (const c10::Error& e) {
+      throw DataError(ds.name() + " failed to gather batch " + std::to_string(index) + ": " + e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      throw DataError(ds.name() + " failed to gather batch " + std::to_string(index) + ": " + e.what());
+    }
+    if (batch.size() != len) {
+      throw DataError(ds.name() + " returned a batch of " + std::to_string(batch.size()) + " samples for " +
+                      std::to_string(len) + " indices (batch " + std::to_string(index) + ": " + batch.describe() + ")");
+    }
+  } else {
+    const auto cpu = indices.to(torch::kCPU).contiguous();
+    const int64_t* ids = cpu.data_ptr<int64_t>();
+    std::vector<int64_t> id_list(ids, ids + len);
+    std::vector<Sample> samples;
+    samples.reserve(static_cast<size_t>(len));
+    for (const int64_t id : id_list) {
+      if (cancel && cancel->load(std::memory_order_relaxed)) return Batch();
+      Sample s = ds.sample(id);
+      Rng rng(Rng::seed_for(loader.seed_, epoch_, static_cast<uint64_t>(id)));
+      for (size_t t = 0; t < options.transforms().size(); ++t) {
+        try {
+          options.transforms()[t](s, rng);
+        } catch (const c10::Error& e) {
+          throw DataError("transform " + std::to_string(t + 1) + " failed on sample " + std::to_string(id) + " of " +
+                          ds.name() + ": " + e.what_without_backtrace());
+        } catch (const std::exception& e) {
+          throw DataError("transform " + std::to_string(t + 1) + " failed on sample " + std::to_string(id) + " of " +
+                          ds.name() + ": " + e.what());
+        }
+      }
+      samples.push_back(std::move(s));
+    }
+    batch = collate(samples, id_list, ds.name());
+  }
+  if (!options.batch_transforms().empty()) {
+    // Batch indices are seeded apart from sample indices (the high bit), so a batch transform
+    // and a sample transform with the same index never draw the same numbers.
+    Rng rng(Rng::seed_for(loader.seed_, epoch_, static_cast<uint64_t>(index) | (uint64_t{1} << 63)));
+    for (const auto& t : options.batch_transforms()) t(batch, rng);
+  }
+  if (loader.copy_to_) {
+    const bool async = options.pin_memory() && loader.copy_to_->is_cuda();
+    batch = (async ? batch.pinned() : batch).to(*loader.copy_to_, async);
+  }
+  return batch;
 }
 
 Batch DataLoader::Epoch::batch(int64_t index) const {
-  const auto& ds = loader_->dataset_;
-  const int64_t b = loader_->options_.batch_size();
-  const int64_t start = index * b;
-  const int64_t len = std::min(b, loader_->epoch_size() - start);
-  torch::Tensor idx;
-  if (order_.defined()) idx = order_.narrow(0, start, len);
-  auto rows = [&](const torch::Tensor& t) -> torch::Tensor {
-    if (!t.defined()) return t;
-    if (!loader_->copy_to_) return idx.defined() ? t.index_select(0, idx) : t.narrow(0, start, len);
-    // pin_memory: gather into pinned memory (a slice of the pinned data already is), then an
-    // asynchronous copy. LibTorch's pinned-memory cache keeps the buffer until the copy is done.
-    torch::Tensor host = t.narrow(0, start, len);
-    if (idx.defined()) {
-      auto sizes = t.sizes().vec();
-      sizes[0] = len;
-      host = torch::empty(sizes, t.options().pinned_memory(true));
-      torch::index_select_out(host, t, 0, idx);
-    }
-    return host.to(*loader_->copy_to_, /*non_blocking=*/true);
-  };
-  return {rows(ds.features()), rows(ds.targets())};
+  if (index < 0 || index >= size()) {
+    throw DataError("batch " + std::to_string(index) + " is out of range: the epoch has " + std::to_string(size()));
+  }
+  return gather(index, nullptr);
 }
 
-Batch DataLoader::Iterator::operator*() const { return epoch_->batch(index_); }
+// ---- BatchStream ---------------------------------------------------------------------------
+
+/// The batches of one epoch from `first` on, in order. Without workers each is gathered when
+/// asked for; with them, worker threads claim the next batch indices and gather up to
+/// workers x prefetch batches ahead, and next() hands them out in index order. A worker's error
+/// is raised by next() for the batch it failed on, after every worker has stopped.
+class BatchStream {
+ public:
+  BatchStream(DataLoader::Epoch epoch, int64_t first)
+      : epoch_(std::move(epoch)), next_(first), claimed_(first), end_(epoch_.size()) {
+    const auto& options = epoch_.loader_->options();
+    const int64_t workers = std::min<int64_t>(options.workers(), end_ - first);
+    capacity_ = std::max<int64_t>(1, options.workers() * options.prefetch());
+    for (int64_t w = 0; w < workers; ++w) threads_.emplace_back([this] { work(); });
+  }
+  ~BatchStream() { stop(); }
+  BatchStream(const BatchStream&) = delete;
+  BatchStream& operator=(const BatchStream&) = delete;
+
+  Batch next() {
+    if (threads_.empty()) {
+      if (next_ >= end_) throw DataError("read past the end of the epoch");
+      return epoch_.gather(next_++, nullptr);
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (next_ >= end_ && ready_.count(next_) == 0) throw DataError("read past the end of the epoch");
+    ready_cv_.wait(lock, [&] { return ready_.count(next_) > 0; });
+    auto node = ready_.extract(next_);
+    ++next_;
+    space_cv_.notify_all();
+    if (node.mapped().error) {
+      lock.unlock();
+      stop();
+      std::rethrow_exception(node.mapped().error);
+    }
+    return std::move(node.mapped().batch);
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      cancel_.store(true);
+    }
+    space_cv_.notify_all();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+ private:
+  struct Slot {
+    Batch batch;
+    std::exception_ptr error;
+  };
+
+  void work() {
+    // Grad mode is per thread: no autograd bookkeeping for the data (not InferenceMode, whose
+    // tensors could not be saved for the net's backward).
+    torch::NoGradGuard no_grad;
+    for (;;) {
+      int64_t index;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        space_cv_.wait(lock, [&] { return cancel_.load() || claimed_ >= end_ || claimed_ < next_ + capacity_; });
+        if (cancel_.load() || claimed_ >= end_) return;
+        index = claimed_++;
+      }
+      Slot slot;
+      try {
+        slot.batch = epoch_.gather(index, &cancel_);
+      } catch (...) {
+        slot.error = std::current_exception();
+      }
+      std::lock_guard<std::mutex> lock(mutex_);
+      const bool failed = static_cast<bool>(slot.error);
+      ready_.emplace(index, std::move(slot));
+      ready_cv_.notify_all();
+      if (failed) {
+        // Nothing after a failed batch is needed: the consumer raises its error when it gets there.
+        end_ = std::min(end_, index + 1);
+        space_cv_.notify_all();
+      }
+    }
+  }
+
+  DataLoader::Epoch epoch_;
+  int64_t next_;     // the next batch next() hands out
+  int64_t claimed_;  // the next batch a worker gathers
+  int64_t end_;
+  int64_t capacity_ = 1;
+  std::atomic<bool> cancel_{false};
+  std::mutex mutex_;
+  std::condition_variable ready_cv_, space_cv_;
+  std::map<int64_t, Slot> ready_;
+  std::vector<std::thread> threads_;
+};
+
+DataLoader::Iterator::Iterator(std::shared_ptr<BatchStream> stream, int64_t index)
+    : stream_(std::move(stream)), index_(index) {}
+
+const Batch& DataLoader::Iterator::operator*() const {
+  if (!loaded_) {
+    current_ = stream_->next();
+    loaded_ = true;
+  }
+  return current_;
+}
+
+DataLoader::Iterator& DataLoader::Iterator::operator++() {
+  if (!loaded_) stream_->next();  // skipped without being read: still consumed, in order
+  current_ = Batch();
+  loaded_ = false;
+  ++index_;
+  return *this;
+}
+
+DataLoader::Iterator DataLoader::Epoch::begin() const { return begin_at(0); }
+DataLoader::Iterator DataLoader::Epoch::end() const { return Iterator(nullptr, size()); }
+
+DataLoader::Iterator DataLoader::Epoch::begin_at(int64_t batch) const {
+  const int64_t first = std::clamp<int64_t>(batch, 0, size());
+  return Iterator(first < size() ? std::make_shared<BatchStream>(*this, first) : nullptr, first);
+}
 
 }  // namespace torchfit

@@ -86,7 +86,11 @@ void guarded(const Callbacks& callbacks, Context& ctx, Body&& body) {
 // alive while the next batch was gathered, they made glibc return heap pages and fault them in
 // again (MLP benchmark: 8,000 to 215,000 page faults an epoch against the hand loop's ~1,500,
 // and up to 40% more time; docs/performance.md).
-void release_batch(Context& ctx) { ctx.inputs = ctx.targets = ctx.preds = ctx.loss = torch::Tensor(); }
+void release_batch(Context& ctx) {
+  ctx.batch = Batch();
+  ctx.outputs = Outputs();
+  ctx.loss = torch::Tensor();
+}
 
 }  // namespace
 
@@ -251,6 +255,12 @@ void Trainer::optimizer_step(Context& ctx, const Callbacks& callbacks, const Fit
   }
 }
 
+void Trainer::forward(Context& ctx) {
+  AutocastGuard autocast(precision_, device_);
+  ctx.outputs = Outputs().add("output", net_.forward(ctx.batch.input()), Role::Output);
+  ctx.loss = loss_(ctx.outputs[0], ctx.batch.target());
+}
+
 void Trainer::check_stop_signal(Context& ctx) {
   if (const int signal = stop_signal(); signal != 0 && interrupted_by_ == 0) {
     interrupted_by_ = signal;
@@ -291,22 +301,17 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
   const int64_t every = options.state_every_steps();
   const auto batches = train.epoch(static_cast<uint64_t>(ctx.epoch - 1));
   bool window_skipped = false;  // data-parallel: a process skipped a batch of this step's window
-  for (int64_t i = first; i < ctx.num_batches; ++i) {
-    const Batch batch = batches.batch(i);
+  auto next = batches.begin_at(first);  // the loader's workers start here
+  for (int64_t i = first; i < ctx.num_batches; ++i, ++next) {
+    ctx.batch = *next;
     ctx.batch_index = i;
-    ctx.batch_size = batch.size();
-    ctx.inputs = batch.inputs;
-    ctx.targets = batch.targets;
+    ctx.batch_size = ctx.batch.size();
     ctx.skip_batch_ = false;
     TORCHFIT_DISPATCH(callbacks, ctx, on_train_batch_begin);
 
     bool stepped = false;
     if (!ctx.skip_batch_) {
-      {
-        AutocastGuard autocast(precision_, device_);
-        ctx.preds = net_.forward(ctx.inputs);
-        ctx.loss = loss_(ctx.preds, ctx.targets);
-      }
+      forward(ctx);
       if (ctx.loss.dim() != 0) {
         throw DataError("the loss must be one number per batch (a mean), but '" + loss_.name() +
                         "' returned shape " + shape_string(ctx.loss.sizes()) + "; use reduction mean");
@@ -348,10 +353,10 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
         stepped = true;
       }
       torch::NoGradGuard no_grad;
-      const auto preds = ctx.preds.detach();
+      const auto preds = ctx.outputs[0].detach();
       loss_sum_.add_(ctx.loss.detach(), ctx.batch_size);
       for (auto& [name, metric] : metrics_) {
-        metric->update(preds, ctx.targets);
+        metric->update(preds, ctx.batch.target());
       }
       sample_count_ += ctx.batch_size;
     }
@@ -391,17 +396,12 @@ void Trainer::run_validation(Context& ctx, const DataLoader& data, const Callbac
   for (const Batch& batch : data.epoch(0)) {
     ctx.batch_index = i++;
     ctx.batch_size = batch.size();
-    ctx.inputs = batch.inputs;
-    ctx.targets = batch.targets;
+    ctx.batch = batch;
     TORCHFIT_DISPATCH(callbacks, ctx, on_validation_batch_begin);
-    {
-      AutocastGuard autocast(precision_, device_);
-      ctx.preds = net_.forward(ctx.inputs);
-      ctx.loss = loss_(ctx.preds, ctx.targets);
-    }
+    forward(ctx);
     loss_sum_.add_(ctx.loss, ctx.batch_size);
     for (auto& [name, metric] : metrics_) {
-      metric->update(ctx.preds, ctx.targets);
+      metric->update(ctx.outputs[0], ctx.batch.target());
     }
     sample_count_ += ctx.batch_size;
     TORCHFIT_DISPATCH(callbacks, ctx, on_validation_batch_end);
@@ -444,15 +444,16 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
     throw ConfigError("state_every_steps must be 0 (epoch ends only) or positive, got " +
                       std::to_string(options.state_every_steps()));
   }
-  if (train_in.dataset().empty()) {
+  if (!train_in) {
     throw DataError("the training data is empty");
   }
-  if (!train_in.dataset().has_targets()) {
-    throw DataError("the training data has no targets");
+  if (!train_in.dataset().sample(0).has_targets()) {
+    throw DataError("the training data has no targets (" + train_in.dataset().name() + ": " +
+                    train_in.dataset().sample(0).describe() + ")");
   }
-  const bool has_val = !val_in.dataset().empty();
-  if (has_val && !val_in.dataset().has_targets()) {
-    throw DataError("the validation data has no targets");
+  const bool has_val = static_cast<bool>(val_in);
+  if (has_val && !val_in.dataset().sample(0).has_targets()) {
+    throw DataError("the validation data has no targets (" + val_in.dataset().name() + ")");
   }
   if (options.seed()) {
     seed_everything(*options.seed());
@@ -596,10 +597,10 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
 }
 
 Logs Trainer::evaluate(const DataLoader& data_in, const Callbacks& callbacks) {
-  if (data_in.dataset().empty()) {
+  if (!data_in) {
     throw DataError("the data to evaluate on is empty");
   }
-  if (!data_in.dataset().has_targets()) {
+  if (!data_in.dataset().sample(0).has_targets()) {
     throw DataError("the data to evaluate on has no targets");
   }
   const DataLoader data = data_in.to(device_);
@@ -609,7 +610,7 @@ Logs Trainer::evaluate(const DataLoader& data_in, const Callbacks& callbacks) {
 }
 
 torch::Tensor Trainer::predict(const DataLoader& data_in, const Callbacks& callbacks) {
-  if (data_in.dataset().empty()) {
+  if (!data_in) {
     throw DataError("the data to predict on is empty");
   }
   const DataLoader data = data_in.to(device_);
@@ -626,10 +627,10 @@ torch::Tensor Trainer::predict(const DataLoader& data_in, const Callbacks& callb
     for (const Batch& batch : data.epoch(0)) {
       ctx.batch_index = i++;
       ctx.batch_size = batch.size();
-      ctx.inputs = batch.inputs;
+      ctx.batch = batch;
       TORCHFIT_DISPATCH(callbacks, ctx, on_predict_batch_begin);
-      ctx.preds = net_.forward(ctx.inputs);
-      outputs.push_back(ctx.preds);
+      ctx.outputs = Outputs().add("output", net_.forward(ctx.batch.input()), Role::Output);
+      outputs.push_back(ctx.outputs[0]);
       TORCHFIT_DISPATCH(callbacks, ctx, on_predict_batch_end);
       release_batch(ctx);
     }

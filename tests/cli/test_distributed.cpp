@@ -71,13 +71,13 @@ BOOST_AUTO_TEST_CASE(shards_cover_every_sample_once_and_padding_evens_them) {
   const auto whole = loader.epoch(4);
   std::vector<float> global;
   for (const auto& b : whole) {
-    for (int64_t i = 0; i < b.size(); ++i) global.push_back(b.inputs[i][0].item<float>());
+    for (int64_t i = 0; i < b.size(); ++i) global.push_back(b.input()[i][0].item<float>());
   }
   for (const bool pad : {false, true}) {
     std::vector<std::vector<float>> parts(3);
     for (int r = 0; r < 3; ++r) {
       for (const auto& b : loader.shard(r, 3, pad).epoch(4)) {  // the epoch keeps its loader
-        for (int64_t i = 0; i < b.size(); ++i) parts[r].push_back(b.inputs[i][0].item<float>());
+        for (int64_t i = 0; i < b.size(); ++i) parts[r].push_back(b.input()[i][0].item<float>());
       }
     }
     // Rank r has positions r, r+3, ... of the epoch's global order (padded with its start).

@@ -383,8 +383,8 @@ BOOST_AUTO_TEST_CASE(loss_scaling_skips_a_step_with_inf_gradients_and_backs_off)
 BOOST_AUTO_TEST_CASE(bf16_mixed_runs_forward_in_bfloat16_with_float32_weights) {
   struct Dtypes : tf::Callback {
     std::set<std::string> seen;
-    void on_before_backward(tf::Context& ctx) override { seen.insert("train " + std::string(c10::toString(ctx.preds.scalar_type()))); }
-    void on_validation_batch_end(tf::Context& ctx) override { seen.insert("val " + std::string(c10::toString(ctx.preds.scalar_type()))); }
+    void on_before_backward(tf::Context& ctx) override { seen.insert("train " + std::string(c10::toString(ctx.outputs[0].scalar_type()))); }
+    void on_validation_batch_end(tf::Context& ctx) override { seen.insert("val " + std::string(c10::toString(ctx.outputs[0].scalar_type()))); }
   };
   auto dtypes = std::make_shared<Dtypes>();
   const auto w = train_linear(tf::FitOptions().precision(tf::Precision::BF16Mixed).callbacks({dtypes}), 40);

@@ -185,6 +185,39 @@ BOOST_AUTO_TEST_CASE(interrupted_inside_a_gradient_accumulation_window) {
   check_same_weights(second.trainer->net(), ref.trainer->net());
 }
 
+BOOST_AUTO_TEST_CASE(workers_and_random_transforms_resume_exactly_with_another_worker_count) {
+  // Augmented data (noise and a random flip of the two coordinates, drawn per sample and
+  // epoch) gathered by worker threads: the uninterrupted run with 2 workers, and a run with 3
+  // workers interrupted mid-epoch then resumed with none, give the same rows and weights.
+  auto augmented = [](int64_t workers) {
+    return tf::LoaderOptions(16).shuffle(true).seed(5).workers(workers).transforms(
+        {tf::transforms::gaussian_noise(0.3), tf::transforms::random_horizontal_flip(0.5)});
+  };
+  auto with_loader = [&](Run r, int64_t workers) {
+    r.train = tf::DataLoader(r.train.dataset_ptr(), augmented(workers));
+    return r;
+  };
+  test::TempDir ref_dir, dir;
+  auto ref = with_loader(make_run(ref_dir, 1, 3, std::make_shared<Interrupter>("none", 0, 0)), 2);
+  const auto expected = ref.trainer->fit(ref.train, ref.val, ref.options);
+  // The augmentation is real: without it the run differs.
+  test::TempDir plain_dir;
+  auto plain = make_run(plain_dir, 1, 3, std::make_shared<Interrupter>("none", 0, 0));
+  BOOST_TEST(plain.trainer->fit(plain.train, plain.val, plain.options)[0].at("train_loss") != expected[0].at("train_loss"));
+
+  tf::install_stop_signal_handlers();
+  tf::clear_stop_signal();
+  auto first = with_loader(make_run(dir, 1, 3, std::make_shared<Interrupter>("train_batch", 2, 5)), 3);
+  first.trainer->fit(first.train, first.val, first.options);
+  BOOST_TEST(first.trainer->interrupted_by() == SIGINT);
+  tf::clear_stop_signal();
+  auto second = with_loader(make_run(dir, 8, 3, std::make_shared<Interrupter>("none", 0, 0)), 0);
+  second.options.resume_from(dir / "run.state");
+  const auto resumed = second.trainer->fit(second.train, second.val, second.options);
+  check_same_rows(resumed, expected);
+  check_same_weights(second.trainer->net(), ref.trainer->net());
+}
+
 BOOST_AUTO_TEST_CASE(a_run_that_stopped_early_is_not_trained_further) {
   test::TempDir dir;
   // min-delta 10 on val_acc can never be met: patience 1 stops at epoch 2.
@@ -383,7 +416,7 @@ BOOST_AUTO_TEST_CASE(a_weights_checkpoint_another_model_another_data_a_newer_for
 
   // Another batch size: the position inside an epoch would mean other samples.
   auto smaller = make_run(dir, 1, 4);
-  smaller.train = tf::DataLoader(smaller.train.dataset(), tf::LoaderOptions(8).shuffle(true).seed(5));
+  smaller.train = tf::DataLoader(smaller.train.dataset_ptr(), tf::LoaderOptions(8).shuffle(true).seed(5));
   BOOST_TEST(resume_error(ref.dir / "run.state", smaller).find("resume with the same data and batch size") !=
              std::string::npos);
 

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "torchfit/batch.hpp"
 #include "torchfit/export.hpp"
 #include "torchfit/history.hpp"
 #include "torchfit/logs.hpp"
@@ -54,10 +55,13 @@ class TORCHFIT_EXPORT Context {
   /// Callbacks may add values; they become history columns.
   Logs logs;
 
-  // The current batch, valid inside batch hooks only (undefined elsewhere).
-  torch::Tensor inputs;
-  torch::Tensor targets;
-  torch::Tensor preds;
+  // The current batch, valid inside batch hooks only (empty elsewhere).
+  /// The batch's fields by name or position: `ctx.batch.input()` and `ctx.batch.target()` for
+  /// the classic pair, `ctx.batch["image"]` for a named one. In on_train_batch_begin a callback
+  /// may replace a field's tensor (the batch is the loader's copy, never the dataset's storage).
+  Batch batch;
+  /// What the net returned for it (after forward): `ctx.outputs[0]` for a net of one output.
+  Outputs outputs;
   torch::Tensor loss;  ///< this batch's mean loss, still attached to the graph in training
 
   Trainer& trainer() const { return *trainer_; }

@@ -1,51 +1,20 @@
-// Tensor-native data: a dataset of (features, targets), a seeded split and a batch loader.
+// DataLoader: batches of any dataset, shuffled by (seed, epoch), sharded, transformed and gathered ahead by workers.
 #pragma once
 
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <vector>
 
+#include "torchfit/batch.hpp"
+#include "torchfit/dataset.hpp"
 #include "torchfit/export.hpp"
+#include "torchfit/transforms.hpp"
 
 namespace torchfit {
-
-/// Features and targets as two tensors whose first dimension is the sample index.
-/// Targets may be undefined (data to predict on).
-class TORCHFIT_EXPORT TensorDataset {
- public:
-  TensorDataset() = default;
-  /// Throws DataError when the two first dimensions differ or the features are not at least 1-D.
-  explicit TensorDataset(torch::Tensor features, torch::Tensor targets = {});
-
-  int64_t size() const { return features_.defined() ? features_.size(0) : 0; }
-  bool empty() const { return size() == 0; }
-  const torch::Tensor& features() const { return features_; }
-  const torch::Tensor& targets() const { return targets_; }
-  bool has_targets() const { return targets_.defined(); }
-  /// The samples at `indices` (an int64 tensor), gathered with index_select.
-  TensorDataset subset(const torch::Tensor& indices) const;
-  /// A copy on `device` (a no-op when already there).
-  TensorDataset to(torch::Device device, bool non_blocking = false) const;
-
- private:
-  torch::Tensor features_;
-  torch::Tensor targets_;
-};
-
-/// Splits `dataset` at random into parts of the given fractions (which must add up to 1) or
-/// counts (which must add up to the size), like torch.utils.data.random_split. The same seed
-/// always gives the same parts; the parts are disjoint and together hold every sample.
-TORCHFIT_EXPORT std::vector<TensorDataset> random_split(const TensorDataset& dataset,
-                                                        const std::vector<double>& fractions, uint64_t seed);
-TORCHFIT_EXPORT std::vector<TensorDataset> random_split(const TensorDataset& dataset,
-                                                        const std::vector<int64_t>& counts, uint64_t seed);
-
-/// A permutation of 0..n-1 that depends only on (seed, epoch): the loader's shuffle, and
-/// the reason a resumed run sees the same batches as an uninterrupted one.
-TORCHFIT_EXPORT torch::Tensor seeded_permutation(int64_t n, uint64_t seed, uint64_t epoch);
 
 struct TORCHFIT_EXPORT LoaderOptions {
   LoaderOptions(int64_t batch_size = 32) : batch_size_(batch_size) {}  // NOLINT
@@ -54,79 +23,100 @@ struct TORCHFIT_EXPORT LoaderOptions {
   TORCH_ARG(bool, drop_last) = false;
   /// Shuffle seed; unset, it is drawn from LibTorch's global generator (so seed_everything fixes it).
   TORCH_ARG(std::optional<uint64_t>, seed) = std::nullopt;
-  /// Training on a GPU: keep the data in pinned host memory and copy each batch to the device
+  /// Training on a GPU: gather each batch in pinned host memory and copy it to the device
   /// asynchronously (non_blocking), like torch.utils.data.DataLoader(pin_memory=True) with
-  /// .to(device, non_blocking=True). Off, the whole dataset is copied to the device once, which
-  /// is faster when it fits in the device's memory. No effect on a CPU.
+  /// .to(device, non_blocking=True). Off, an in-memory dataset (TensorDataset) is copied to the
+  /// device once, which is faster when it fits in the device's memory. No effect on a CPU.
   TORCH_ARG(bool, pin_memory) = false;
+  /// Threads that gather (and transform) the next batches while the trainer computes, like
+  /// torch.utils.data.DataLoader(num_workers=N) but threads. 0: in the training thread. The
+  /// batches are the same, in the same order, for any number.
+  TORCH_ARG(int64_t, workers) = 0;
+  /// Batches each worker may have ready ahead (PyTorch's prefetch_factor).
+  TORCH_ARG(int64_t, prefetch) = 2;
+  /// Per-sample transforms, applied in order to each sample (then the samples are stacked).
+  /// Their randomness depends on (the loader's seed, the epoch, the sample's index) only.
+  TORCH_ARG(std::vector<Transform>, transforms) = {};
+  /// Per-batch transforms, applied in order to each stacked batch, seeded by (seed, epoch, batch index).
+  TORCH_ARG(std::vector<BatchTransform>, batch_transforms) = {};
 };
 
-/// One batch: views or gathered copies of the dataset's rows.
-struct Batch {
-  torch::Tensor inputs;
-  torch::Tensor targets;  // undefined when the dataset has none
-  int64_t size() const { return inputs.size(0); }
-};
+class BatchStream;
 
-/// Cuts a TensorDataset into batches. Without shuffle a batch is a zero-copy slice; with
-/// shuffle it is one index_select per tensor. Every sample appears exactly once per epoch
-/// (except the last partial batch with drop_last).
+/// Cuts a dataset into batches: every sample exactly once per epoch (except the last partial
+/// batch with drop_last), in order or shuffled by (seed, epoch). A batch is always a copy: no
+/// callback or transform can write into the dataset through it. Without per-sample transforms
+/// a batch is one Dataset::get_batch() call (TensorDataset: one index_select per field); with
+/// them, get() per sample, transformed, then stacked.
 class TORCHFIT_EXPORT DataLoader {
  public:
   DataLoader() = default;
   /// Throws DataError for an empty dataset or a batch size below 1.
   DataLoader(TensorDataset dataset, LoaderOptions options);
+  DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions options);
 
   class Iterator;
   /// The batches of epoch `epoch` (the shuffle depends on the seed and the epoch only). It
   /// holds its own copy of the loader (tensors are shared, not copied), so
   /// `for (auto& b : loader.shard(r, n, pad).epoch(e))` is safe.
-  class Epoch {
+  class TORCHFIT_EXPORT Epoch {
    public:
+    /// Iterating starts the loader's workers (when it has any), which gather the next batches
+    /// ahead; they stop when the iterator is destroyed (a `break` out of the loop too).
     Iterator begin() const;
     Iterator end() const;
     /// From batch `batch` on (a resumed epoch skips the batches already trained).
     Iterator begin_at(int64_t batch) const;
-    /// Batch `index` (0-based) of this epoch.
+    /// Batch `index` (0-based) of this epoch, gathered in the calling thread.
     Batch batch(int64_t index) const;
+    /// Batches in this epoch.
+    int64_t size() const;
 
    private:
     friend class DataLoader;
-    Epoch(const DataLoader& loader, torch::Tensor order)
-        : loader_(std::make_shared<const DataLoader>(loader)), order_(std::move(order)) {}
+    friend class BatchStream;
+    Epoch(const DataLoader& loader, torch::Tensor order, uint64_t epoch)
+        : loader_(std::make_shared<const DataLoader>(loader)), order_(std::move(order)), epoch_(epoch) {}
+    Batch gather(int64_t index, const std::atomic<bool>* cancel) const;
     std::shared_ptr<const DataLoader> loader_;
     torch::Tensor order_;  // undefined: in order
+    uint64_t epoch_;
   };
-  class Iterator {
+  /// An input iterator: each batch is read once, in order.
+  class TORCHFIT_EXPORT Iterator {
    public:
-    Batch operator*() const;
+    const Batch& operator*() const;
+    const Batch* operator->() const { return &**this; }
     int64_t index() const { return index_; }
-    Iterator& operator++() {
-      ++index_;
-      return *this;
-    }
+    Iterator& operator++();
     bool operator!=(const Iterator& other) const { return index_ != other.index_; }
     bool operator==(const Iterator& other) const { return index_ == other.index_; }
 
    private:
     friend class Epoch;
-    Iterator(const Epoch* epoch, int64_t index) : epoch_(epoch), index_(index) {}
-    const Epoch* epoch_;
+    Iterator(std::shared_ptr<BatchStream> stream, int64_t index);
+    std::shared_ptr<BatchStream> stream_;  // null for end()
     int64_t index_;
+    mutable Batch current_;
+    mutable bool loaded_ = false;
   };
 
   /// `for (const auto& batch : loader.epoch(e))`: the batches of epoch e.
   Epoch epoch(uint64_t epoch) const;
 
-  const TensorDataset& dataset() const { return dataset_; }
+  /// Whether this loader has data (a default-constructed one has none: "no validation").
+  explicit operator bool() const { return static_cast<bool>(dataset_); }
+  const Dataset& dataset() const { return *dataset_; }
+  const std::shared_ptr<const Dataset>& dataset_ptr() const { return dataset_; }
   const LoaderOptions& options() const { return options_; }
   uint64_t seed() const { return seed_; }
   int64_t num_batches() const;
   int64_t num_samples() const;
-  /// The same loader for training on `device`: over a copy of the data there, or with
-  /// pin_memory over the data in pinned host memory, each batch copied to `device` as it is read.
+  /// The same loader for training on `device`: over a copy of the data there when the dataset
+  /// can move as a whole (Dataset::on_device) and pin_memory is off; otherwise each batch is
+  /// copied to `device` as it is read (through pinned memory, asynchronously, with pin_memory).
   DataLoader to(torch::Device device) const;
-  /// Where batches are: the data's device, or the device they are copied to (pin_memory).
+  /// Where batches are: the data's device, or the device they are copied to.
   torch::Device batch_device() const;
   /// Process `rank`'s part of every epoch, for data-parallel training over `count` processes
   /// (like torch.utils.data.DistributedSampler): every process computes the same global order
@@ -141,13 +131,13 @@ class TORCHFIT_EXPORT DataLoader {
  private:
   int64_t epoch_size() const;  // samples per epoch on this process, before drop_last
 
-  TensorDataset dataset_;
+  std::shared_ptr<const Dataset> dataset_;
   LoaderOptions options_;
   uint64_t seed_ = 0;
   int64_t shard_rank_ = 0;
   int64_t shard_count_ = 1;
   bool shard_pad_ = false;
-  std::optional<torch::Device> copy_to_;  // pin_memory: batches are copied here
+  std::optional<torch::Device> copy_to_;  // batches are copied here as they are read
 };
 
 }  // namespace torchfit

@@ -1,10 +1,12 @@
 // Everything a user of the C++ API needs, in one include.
 #pragma once
 
+#include "torchfit/batch.hpp"
 #include "torchfit/callback.hpp"
 #include "torchfit/checkpoint.hpp"
 #include "torchfit/csv.hpp"
 #include "torchfit/data.hpp"
+#include "torchfit/dataset.hpp"
 #include "torchfit/device.hpp"
 #include "torchfit/distributed.hpp"
 #include "torchfit/errors.hpp"
@@ -25,4 +27,5 @@
 #include "torchfit/state.hpp"
 #include "torchfit/summary.hpp"
 #include "torchfit/trainer.hpp"
+#include "torchfit/transforms.hpp"
 #include "torchfit/version.hpp"

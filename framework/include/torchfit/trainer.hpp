@@ -124,6 +124,8 @@ class TORCHFIT_EXPORT Trainer {
                        StateSaver& saver, Resume* resume);
   void run_validation(Context& ctx, const DataLoader& data, const Callbacks& callbacks, const char* prefix);
   void optimizer_step(Context& ctx, const Callbacks& callbacks, const FitOptions& options);
+  // The net's outputs and the loss for ctx.batch (under autocast when mixed precision is on).
+  void forward(Context& ctx);
   void reset_accumulators();
   void write_epoch_logs(Logs& logs, const char* prefix);
   Logs running_logs() const;
