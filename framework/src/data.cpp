@@ -97,10 +97,11 @@ DataLoader::Epoch DataLoader::epoch(uint64_t epoch) const {
     }
     return Epoch(*this, order.slice(0, shard_rank_, total, shard_count_).contiguous().to(device), epoch);
   }
-  if (!options_.shuffle()) {
-    return Epoch(*this, torch::Tensor(), epoch);
-  }
-  return Epoch(*this, seeded_permutation(n, seed_, epoch).to(device), epoch);
+  // In order: one arange per epoch, narrowed per batch (an index_select copies the rows, so no
+  // batch is a view of the dataset).
+  auto order = options_.shuffle() ? seeded_permutation(n, seed_, epoch).to(device)
+                                  : torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(device));
+  return Epoch(*this, std::move(order), epoch);
 }
 
 int64_t DataLoader::Epoch::size() const { return loader_->num_batches(); }
@@ -112,9 +113,7 @@ Batch DataLoader::Epoch::gather(int64_t index, const std::atomic<bool>* cancel) 
   const int64_t b = options.batch_size();
   const int64_t start = index * b;
   const int64_t len = std::min(b, loader.epoch_size() - start);
-  const auto indices = order_.defined()
-                           ? order_.narrow(0, start, len)
-                           : torch::arange(start, start + len, torch::TensorOptions().dtype(torch::kLong).device(ds.device()));
+  const auto indices = order_.narrow(0, start, len);
   Batch batch;
   if (options.transforms().empty()) {
     try {

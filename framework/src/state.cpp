@@ -244,6 +244,7 @@ std::string Trainer::serialize_state(const Context& ctx, const Callbacks& callba
   std::vector<std::string> metric_names;
   for (const auto& [name, m] : metrics_) metric_names.push_back(name);
   archive.write("metric_names", c10::IValue(list_of(metric_names)));
+  archive.write("loss_outputs", c10::IValue(list_of(loss_outputs())));
   archive.write("loader_seed", c10::IValue(static_cast<int64_t>(train.seed())));
   archive.write("loader_samples", c10::IValue(train.num_samples()));
   archive.write("loader_batches", c10::IValue(train.num_batches()));
@@ -289,6 +290,7 @@ std::string Trainer::serialize_state(const Context& ctx, const Callbacks& callba
   if (with_accumulators) {
     OutputArchive acc;
     acc.write("loss_sum", loss_sum_.detach().clone());
+    if (!output_loss_sums_.empty()) acc.write("output_loss_sums", torch::stack(output_loss_sums_).detach().clone());
     acc.write("samples", c10::IValue(sample_count_));
     for (size_t i = 0; i < metrics_.size(); ++i) {
       OutputArchive m;
@@ -362,6 +364,16 @@ std::unique_ptr<Trainer::Resume> Trainer::open_state(const FitOptions& options, 
     if (saved_metrics != metric_names) {
       throw CheckpointError(where + " was written with metrics " + joined(saved_metrics) + ", but this fit has " +
                             joined(metric_names));
+    }
+    c10::IValue saved_losses;
+    if (archive.try_read("loss_outputs", saved_losses)) {
+      const auto saved = read_strings(archive, "loss_outputs");
+      if (saved != loss_outputs()) {
+        auto words = [](const std::vector<std::string>& v) {
+          return v == std::vector<std::string>{""} ? std::string("one loss") : "losses for " + joined(v);
+        };
+        throw CheckpointError(where + " was written with " + words(saved) + ", but this fit has " + words(loss_outputs()));
+      }
     }
     const auto optimizer = read_string(archive, "optimizer_type");
     if (optimizer != type_name(*optimizer_)) {
@@ -502,6 +514,15 @@ void Trainer::restore_accumulators(Resume& resume) {
     torch::Tensor loss_sum;
     acc.read("loss_sum", loss_sum);
     loss_sum_.copy_(loss_sum);
+    torch::Tensor output_sums;
+    if (!output_loss_sums_.empty()) {
+      if (!acc.try_read("output_loss_sums", output_sums) ||
+          output_sums.numel() != static_cast<int64_t>(output_loss_sums_.size())) {
+        throw CheckpointError("state file '" + resume.path.string() + "' holds no running sum for each of the " +
+                              std::to_string(output_loss_sums_.size()) + " per-output losses of this fit");
+      }
+      for (size_t k = 0; k < output_loss_sums_.size(); ++k) output_loss_sums_[k].copy_(output_sums[static_cast<int64_t>(k)]);
+    }
     sample_count_ = read_int(acc, "samples");
     for (size_t i = 0; i < metrics_.size(); ++i) {
       InputArchive m;

@@ -2,6 +2,8 @@
 #include "torchfit/trainer.hpp"
 
 #include <chrono>
+#include <algorithm>
+#include <cmath>
 #include <csignal>
 
 #include "torchfit/compat.hpp"
@@ -118,8 +120,13 @@ void Context::request_stop(std::string reason, StopWhen when) {
 
 Trainer::Trainer(Net net, Loss loss, Metrics metrics, std::shared_ptr<torch::optim::Optimizer> optimizer,
                  std::shared_ptr<Scheduler> scheduler)
+    : Trainer(std::move(net), Losses{{"", std::move(loss), 1.0, ""}}, std::move(metrics), std::move(optimizer),
+              std::move(scheduler)) {}
+
+Trainer::Trainer(Net net, Losses losses, Metrics metrics, std::shared_ptr<torch::optim::Optimizer> optimizer,
+                 std::shared_ptr<Scheduler> scheduler)
     : net_(std::move(net)),
-      loss_(std::move(loss)),
+      losses_(std::move(losses)),
       metrics_(std::move(metrics)),
       optimizer_(std::move(optimizer)),
       scheduler_(std::move(scheduler)),
@@ -127,26 +134,76 @@ Trainer::Trainer(Net net, Loss loss, Metrics metrics, std::shared_ptr<torch::opt
   if (!net_) {
     throw ConfigError("Trainer needs a net; got an empty one");
   }
-  if (!loss_) {
-    throw ConfigError("Trainer needs a loss; got an empty one");
+  if (losses_.empty()) {
+    throw ConfigError("Trainer needs a loss; got none");
+  }
+  per_output_ = !(losses_.size() == 1 && losses_[0].output.empty());
+  std::vector<std::string> outputs;
+  for (const auto& l : losses_) {
+    if (!l.loss) {
+      throw ConfigError(l.output.empty() ? std::string("Trainer needs a loss; got an empty one")
+                                         : "the loss for output '" + l.output + "' is empty");
+    }
+    if (per_output_ && l.output.empty()) {
+      throw ConfigError("with several losses each needs the name of the output it scores ({\"cls\", loss}, ...)");
+    }
+    if (!std::isfinite(l.weight) || l.weight < 0) {
+      throw ConfigError("the weight of the loss for output '" + l.output + "' must be a finite number >= 0, got " +
+                        std::to_string(l.weight));
+    }
+    if (std::find(outputs.begin(), outputs.end(), l.output) != outputs.end()) {
+      throw ConfigError("two losses are given for output '" + l.output + "'; give each output one loss");
+    }
+    outputs.push_back(l.output);
   }
   for (size_t i = 0; i < metrics_.size(); ++i) {
+    const std::string& name = metrics_[i].first;
     if (!metrics_[i].second) {
-      throw ConfigError("metric '" + metrics_[i].first + "' is null");
+      throw ConfigError("metric '" + name + "' is null");
     }
-    if (metrics_[i].first.empty() || metrics_[i].first == "loss") {
-      throw ConfigError("a metric may not be named '" + metrics_[i].first + "' (it would clash with the loss)");
+    if (name.empty() || name == "loss") {
+      throw ConfigError("a metric may not be named '" + name + "' (it would clash with the loss)");
     }
     for (size_t j = 0; j < i; ++j) {
-      if (metrics_[i].first == metrics_[j].first) {
-        throw ConfigError("two metrics are named '" + metrics_[i].first + "'; give each metric its own name");
+      if (name == metrics_[j].first) {
+        throw ConfigError("two metrics are named '" + name + "'; give each metric its own name");
       }
     }
+    // Which output it measures: the longest output name it begins with, then '_'.
+    std::string bound;
+    if (per_output_) {
+      for (const auto& o : outputs) {
+        if (name.size() > o.size() + 1 && name.compare(0, o.size() + 1, o + "_") == 0 && o.size() >= bound.size()) {
+          bound = o;
+        }
+      }
+      if (bound.empty()) {
+        std::string names;
+        for (const auto& o : outputs) names += (names.empty() ? "" : ", ") + o + "_" + name;
+        throw ConfigError("metric '" + name + "' does not say which output it measures: name it after one (" + names +
+                          ")");
+      }
+      if (name == bound + "_loss") {
+        throw ConfigError("a metric may not be named '" + name + "' (it would clash with the loss of output '" + bound +
+                          "')");
+      }
+    }
+    std::string target;
+    for (const auto& l : losses_) {
+      if (l.output == bound) target = l.target;
+    }
+    metric_bindings_.push_back({bound, target, "metric '" + name + "'"});
   }
   net_.to(device_);
   if (!optimizer_) {
     optimizer_ = std::make_shared<torch::optim::Adam>(net_.parameters(), torch::optim::AdamOptions(3e-4));
   }
+}
+
+std::vector<std::string> Trainer::loss_outputs() const {
+  std::vector<std::string> out;
+  for (const auto& l : losses_) out.push_back(l.output);
+  return out;
 }
 
 void Trainer::to(torch::Device device) {
@@ -156,6 +213,11 @@ void Trainer::to(torch::Device device) {
 
 void Trainer::reset_accumulators() {
   loss_sum_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+  output_loss_sums_.clear();
+  if (per_output_) {
+    for (size_t k = 0; k < losses_.size(); ++k) output_loss_sums_.push_back(torch::zeros_like(loss_sum_));
+  }
+  batch_losses_.assign(per_output_ ? losses_.size() : 0, torch::Tensor());
   sample_count_ = 0;
   for (auto& [name, metric] : metrics_) {
     metric->reset();
@@ -165,12 +227,16 @@ void Trainer::reset_accumulators() {
 void Trainer::write_epoch_logs(Logs& logs, const char* prefix) {
   const std::string p(prefix);
   double loss_sum = 0, count = static_cast<double>(sample_count_);
+  std::vector<double> output_sums(output_loss_sums_.size(), 0.0);
   if (comm_) {
     // Exact over every process: sums and counts added, never a mean of means.
-    auto sums = torch::stack({loss_sum_.to(torch::kCPU, torch::kDouble), torch::tensor(count, torch::kDouble)});
+    std::vector<torch::Tensor> parts{loss_sum_.to(torch::kCPU, torch::kDouble), torch::tensor(count, torch::kDouble)};
+    for (const auto& t : output_loss_sums_) parts.push_back(t.to(torch::kCPU, torch::kDouble));
+    auto sums = torch::stack(parts);
     comm_->all_reduce_sum(sums);
     loss_sum = sums[0].item<double>();
     count = sums[1].item<double>();
+    for (size_t k = 0; k < output_sums.size(); ++k) output_sums[k] = sums[static_cast<int64_t>(k) + 2].item<double>();
     for (auto& [name, metric] : metrics_) {
       if (!metric->sync(*comm_) && !warned_metric_sync_) {
         warned_metric_sync_ = true;
@@ -180,8 +246,13 @@ void Trainer::write_epoch_logs(Logs& logs, const char* prefix) {
     }
   } else if (sample_count_) {
     loss_sum = loss_sum_.item<double>();
+    for (size_t k = 0; k < output_sums.size(); ++k) output_sums[k] = output_loss_sums_[k].item<double>();
   }
-  logs.set(p + "loss", count > 0 ? loss_sum / count : std::numeric_limits<double>::quiet_NaN());
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  logs.set(p + "loss", count > 0 ? loss_sum / count : nan);
+  for (size_t k = 0; k < output_sums.size(); ++k) {
+    logs.set(p + losses_[k].output + "_loss", count > 0 ? output_sums[k] / count : nan);
+  }
   for (auto& [name, metric] : metrics_) {
     logs.set(p + name, metric->compute());
   }
@@ -191,6 +262,9 @@ Logs Trainer::running_logs() const {
   Logs logs;
   if (sample_count_ > 0) {
     logs.set("loss", loss_sum_.item<double>() / static_cast<double>(sample_count_));
+    for (size_t k = 0; k < output_loss_sums_.size(); ++k) {
+      logs.set(losses_[k].output + "_loss", output_loss_sums_[k].item<double>() / static_cast<double>(sample_count_));
+    }
     for (const auto& [name, metric] : metrics_) {
       logs.set(name, metric->compute());
     }
@@ -208,6 +282,9 @@ std::optional<bool> Trainer::higher_is_better(const std::string& key) const {
   }
   if (name == "loss") {
     return false;
+  }
+  for (const auto& l : losses_) {
+    if (per_output_ && name == l.output + "_loss") return false;
   }
   for (const auto& [metric_name, metric] : metrics_) {
     if (metric_name == name) {
@@ -257,8 +334,76 @@ void Trainer::optimizer_step(Context& ctx, const Callbacks& callbacks, const Fit
 
 void Trainer::forward(Context& ctx) {
   AutocastGuard autocast(precision_, device_);
-  ctx.outputs = Outputs().add("output", net_.forward(ctx.batch.input()), Role::Output);
-  ctx.loss = loss_(ctx.outputs[0], ctx.batch.target());
+  ctx.outputs = net_.forward(ctx.batch);
+  ctx.loss = compute_loss(ctx);
+}
+
+std::pair<size_t, size_t> Trainer::pair_for(const Context& ctx, const std::string& output, const std::string& target,
+                                            const std::string& what) const {
+  const Outputs& out = ctx.outputs;
+  const Batch& batch = ctx.batch;
+  if (output.empty()) {
+    // One loss: the net's one output against the batch's one target.
+    if (out.count() != 1) {
+      throw DataError("the net returned " + std::to_string(out.count()) + " outputs (" + out.describe() +
+                      ") but the trainer has one loss; give one loss per output (Losses{{\"" + out.name(0) +
+                      "\", loss}, ...})");
+    }
+    const size_t targets = batch.count(Role::Target);
+    if (targets != 1) {
+      throw DataError(what + " needs the batch's target, but the batch has " + std::to_string(targets) +
+                      " targets (" + batch.describe() + ")" +
+                      (targets ? "; give one loss per output, naming its target" : ""));
+    }
+    size_t t = 0;
+    while (batch.role(t) != Role::Target) ++t;
+    return {0, t};
+  }
+  const size_t o = out.find(output);
+  if (o == out.count()) {
+    throw DataError(what + " is for output '" + output + "', but the net returned (" + out.describe() +
+                    "); name the outputs with Net::output_names or return a map");
+  }
+  const std::string& field = target.empty() ? output : target;
+  const size_t t = batch.find(field);
+  if (t == batch.count() || batch.role(t) != Role::Target) {
+    throw DataError(what + " for output '" + output + "' needs the target field '" + field +
+                    "', but the batch has (" + batch.describe() + "); name the dataset's target so, or give "
+                    "OutputLoss::target");
+  }
+  return {o, t};
+}
+
+torch::Tensor Trainer::compute_loss(const Context& ctx) {
+  auto one = [&](size_t k) {
+    const auto& entry = losses_[k];
+    static const std::string kWhat = "the loss";
+    const auto [o, t] = pair_for(ctx, entry.output, entry.target, kWhat);
+    auto value = entry.loss(ctx.outputs[o], ctx.batch[t]);
+    if (value.dim() != 0) {
+      throw DataError("the loss must be one number per batch (a mean), but '" + entry.loss.name() +
+                      "'" + (entry.output.empty() ? "" : " (output '" + entry.output + "')") + " returned shape " +
+                      shape_string(value.sizes()) + "; use reduction mean");
+    }
+    return value;
+  };
+  if (!per_output_) return one(0);
+  torch::Tensor total;
+  for (size_t k = 0; k < losses_.size(); ++k) {
+    batch_losses_[k] = one(k);
+    auto weighted = losses_[k].weight == 1.0 ? batch_losses_[k] : batch_losses_[k] * losses_[k].weight;
+    total = k == 0 ? weighted : total + weighted;
+  }
+  return total;
+}
+
+void Trainer::update_metrics(const Context& ctx, bool detach) {
+  for (size_t i = 0; i < metrics_.size(); ++i) {
+    const auto& bound = metric_bindings_[i];
+    const auto [o, t] = pair_for(ctx, bound.output, bound.target, bound.label);
+    const auto& preds = ctx.outputs[o];
+    metrics_[i].second->update(detach ? preds.detach() : preds, ctx.batch[t]);
+  }
 }
 
 void Trainer::check_stop_signal(Context& ctx) {
@@ -312,10 +457,6 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
     bool stepped = false;
     if (!ctx.skip_batch_) {
       forward(ctx);
-      if (ctx.loss.dim() != 0) {
-        throw DataError("the loss must be one number per batch (a mean), but '" + loss_.name() +
-                        "' returned shape " + shape_string(ctx.loss.sizes()) + "; use reduction mean");
-      }
       TORCHFIT_DISPATCH(callbacks, ctx, on_before_backward);
     }
     if (!ctx.skip_batch_) {
@@ -353,11 +494,11 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
         stepped = true;
       }
       torch::NoGradGuard no_grad;
-      const auto preds = ctx.outputs[0].detach();
       loss_sum_.add_(ctx.loss.detach(), ctx.batch_size);
-      for (auto& [name, metric] : metrics_) {
-        metric->update(preds, ctx.batch.target());
+      for (size_t k = 0; k < output_loss_sums_.size(); ++k) {
+        output_loss_sums_[k].add_(batch_losses_[k].detach(), ctx.batch_size);
       }
+      update_metrics(ctx, true);
       sample_count_ += ctx.batch_size;
     }
     TORCHFIT_DISPATCH(callbacks, ctx, on_train_batch_end);
@@ -400,9 +541,8 @@ void Trainer::run_validation(Context& ctx, const DataLoader& data, const Callbac
     TORCHFIT_DISPATCH(callbacks, ctx, on_validation_batch_begin);
     forward(ctx);
     loss_sum_.add_(ctx.loss, ctx.batch_size);
-    for (auto& [name, metric] : metrics_) {
-      metric->update(ctx.outputs[0], ctx.batch.target());
-    }
+    for (size_t k = 0; k < output_loss_sums_.size(); ++k) output_loss_sums_[k].add_(batch_losses_[k], ctx.batch_size);
+    update_metrics(ctx, false);
     sample_count_ += ctx.batch_size;
     TORCHFIT_DISPATCH(callbacks, ctx, on_validation_batch_end);
     release_batch(ctx);
@@ -609,14 +749,14 @@ Logs Trainer::evaluate(const DataLoader& data_in, const Callbacks& callbacks) {
   return ctx.logs;
 }
 
-torch::Tensor Trainer::predict(const DataLoader& data_in, const Callbacks& callbacks) {
+Outputs Trainer::predict_outputs(const DataLoader& data_in, const Callbacks& callbacks) {
   if (!data_in) {
     throw DataError("the data to predict on is empty");
   }
   const DataLoader data = data_in.to(device_);
   Context ctx(*this);
-  std::vector<torch::Tensor> outputs;
-  outputs.reserve(static_cast<size_t>(data.num_batches()));
+  std::vector<Outputs> parts;
+  parts.reserve(static_cast<size_t>(data.num_batches()));
   guarded(callbacks, ctx, [&] {
     ctx.stage = Stage::Predict;
     ctx.num_batches = data.num_batches();
@@ -629,14 +769,29 @@ torch::Tensor Trainer::predict(const DataLoader& data_in, const Callbacks& callb
       ctx.batch_size = batch.size();
       ctx.batch = batch;
       TORCHFIT_DISPATCH(callbacks, ctx, on_predict_batch_begin);
-      ctx.outputs = Outputs().add("output", net_.forward(ctx.batch.input()), Role::Output);
-      outputs.push_back(ctx.outputs[0]);
+      ctx.outputs = net_.forward(ctx.batch);
+      parts.push_back(ctx.outputs);
       TORCHFIT_DISPATCH(callbacks, ctx, on_predict_batch_end);
       release_batch(ctx);
     }
     TORCHFIT_DISPATCH(callbacks, ctx, on_predict_end);
   });
-  return torch::cat(outputs, 0);
+  Outputs all;
+  std::vector<torch::Tensor> column(parts.size());
+  for (size_t o = 0; o < parts.front().count(); ++o) {
+    for (size_t b = 0; b < parts.size(); ++b) column[b] = parts[b][parts.front().name(o)];
+    all.add(parts.front().name(o), torch::cat(column, 0), Role::Output);
+  }
+  return all;
+}
+
+torch::Tensor Trainer::predict(const DataLoader& data, const Callbacks& callbacks) {
+  auto all = predict_outputs(data, callbacks);
+  if (all.count() != 1) {
+    throw DataError("predict() gives one tensor, but the net has " + std::to_string(all.count()) + " outputs (" +
+                    all.describe() + "); use predict_outputs()");
+  }
+  return all[size_t{0}];
 }
 
 torch::Tensor Trainer::predict(const torch::Tensor& features, int64_t batch_size) {

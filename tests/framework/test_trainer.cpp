@@ -466,3 +466,166 @@ BOOST_AUTO_TEST_CASE(the_tuned_host_allocator_keeps_large_buffers_on_the_heap) {
   BOOST_TEST(mapped_for(size_t{48} << 20) == 1u);  // above 32 MiB: mapped, and unmapped when freed
 }
 #endif
+
+// ---- nets of several inputs and outputs ----------------------------------------------------
+
+namespace {
+// y = 2*a - b (the side input), from two inputs.
+struct TwoInputsImpl : torch::nn::Module {
+  torch::nn::Linear image{nullptr}, side{nullptr};
+  TwoInputsImpl() : image(register_module("image", torch::nn::Linear(4, 1))), side(register_module("side", torch::nn::Linear(1, 1))) {}
+  torch::Tensor forward(const torch::Tensor& a, const torch::Tensor& b) { return image(a) + side(b); }
+};
+TORCH_MODULE(TwoInputs);
+
+// The same net reading the batch by name.
+struct ByNameImpl : torch::nn::Module {
+  torch::nn::Linear image{nullptr}, side{nullptr};
+  ByNameImpl() : image(register_module("image", torch::nn::Linear(4, 1))), side(register_module("side", torch::nn::Linear(1, 1))) {}
+  torch::Tensor forward(const tf::Batch& b) { return image(b["image"]) + side(b["side"]); }
+};
+TORCH_MODULE(ByName);
+
+// Two heads: class logits and a regression value.
+struct TwoHeadsImpl : torch::nn::Module {
+  torch::nn::Linear body{nullptr}, cls{nullptr}, reg{nullptr};
+  TwoHeadsImpl()
+      : body(register_module("body", torch::nn::Linear(4, 8))),
+        cls(register_module("cls", torch::nn::Linear(8, 3))),
+        reg(register_module("reg", torch::nn::Linear(8, 1))) {}
+  std::tuple<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x) {
+    auto h = torch::relu(body(x));
+    return {cls(h), reg(h)};
+  }
+};
+TORCH_MODULE(TwoHeads);
+
+struct DictHeadsImpl : TwoHeadsImpl {
+  std::map<std::string, torch::Tensor> forward(const torch::Tensor& x) {
+    auto [c, r] = TwoHeadsImpl::forward(x);
+    return {{"cls", c}, {"reg", r}};
+  }
+};
+TORCH_MODULE(DictHeads);
+
+tf::TensorDataset two_inputs(int64_t n, uint64_t seed) {
+  auto gen = tf::compat::make_generator(seed);
+  auto a = torch::randn({n, 4}, gen), b = torch::randn({n, 1}, gen);
+  return tf::TensorDataset(tf::Fields()
+                               .add_input("image", a)
+                               .add_input("side", b)
+                               .add_target("value", 2 * a.sum(1, true) - b));
+}
+
+tf::TensorDataset two_targets(int64_t n, uint64_t seed) {
+  auto gen = tf::compat::make_generator(seed);
+  auto x = torch::randn({n, 4}, gen);
+  return tf::TensorDataset(tf::Fields()
+                               .add_input("x", x)
+                               .add_target("cls", x.narrow(1, 0, 3).argmax(1))
+                               .add_target("reg", x.sum(1, true)));
+}
+
+std::string message_of(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "no error";
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_net_of_two_inputs_trains_by_position_or_by_name) {
+  for (bool by_name : {false, true}) {
+    torch::manual_seed(3);
+    tf::Net net = by_name ? tf::Net(ByName()) : tf::Net(TwoInputs());
+    tf::Trainer trainer(net, torch::nn::MSELoss(), {}, nullptr);
+    trainer.optimizer().param_groups()[0].options().set_lr(0.05);
+    const auto h = trainer.fit(tf::DataLoader(two_inputs(256, 1), tf::LoaderOptions(32).shuffle(true).seed(1)),
+                               tf::DataLoader(two_inputs(64, 2), 32), tf::FitOptions().epochs(30).device(torch::kCPU));
+    BOOST_TEST_INFO(std::string(by_name ? "by name" : "by position"));
+    BOOST_TEST(h[h.size() - 1].at("val_loss") < 0.01 * h[0].at("val_loss"));
+    // predict and evaluate see the same two inputs.
+    const auto val = two_inputs(64, 2);
+    const auto preds = trainer.predict(tf::DataLoader(val, 16));
+    torch::NoGradGuard g;
+    BOOST_TEST(trainer.evaluate(tf::DataLoader(val, 16)).at("val_loss") ==
+                   torch::mse_loss(preds, val.targets()).item<double>(),
+               boost::test_tools::tolerance(1e-6));
+  }
+  // A batch with one input for a net of two: the message names both.
+  tf::Trainer trainer{tf::Net(TwoInputs()), torch::nn::MSELoss()};
+  const auto msg = message_of([&] { trainer.evaluate(tf::DataLoader(regression_data(8, 1), 4)); });
+  BOOST_TEST(msg.find("the net's forward takes 2 inputs but the batch has 1 (x [4, 2] Float, y [4, 1] Float (target))") !=
+                 std::string::npos,
+             msg);
+}
+
+BOOST_AUTO_TEST_CASE(several_outputs_have_their_own_losses_metrics_and_columns) {
+  for (bool dict : {false, true}) {
+    BOOST_TEST_INFO(std::string(dict ? "a map of outputs" : "a tuple with output names"));
+    torch::manual_seed(5);
+    tf::Net net = dict ? tf::Net(DictHeads()) : tf::Net(TwoHeads()).output_names({"cls", "reg"});
+    tf::Trainer trainer(net, tf::Losses{{"cls", torch::nn::CrossEntropyLoss(), 1.0, ""}, {"reg", torch::nn::MSELoss(), 0.5, ""}},
+                        {{"reg_mae", std::make_shared<Mae>()}});
+    const auto train = two_targets(200, 3), val = two_targets(50, 4);
+    const auto h = trainer.fit(tf::DataLoader(train, tf::LoaderOptions(32).shuffle(true).seed(2)), tf::DataLoader(val, 16),
+                               tf::FitOptions().epochs(3).device(torch::kCPU));
+    const std::vector<std::string> cols = {"epoch",        "train_loss", "train_cls_loss", "train_reg_loss",
+                                           "train_reg_mae", "val_loss",   "val_cls_loss",   "val_reg_loss",
+                                           "val_reg_mae",  "time"};
+    BOOST_TEST(h.columns() == cols, boost::test_tools::per_element());
+    const auto& last = h[h.size() - 1];
+    BOOST_TEST(last.at("train_loss") == last.at("train_cls_loss") + 0.5 * last.at("train_reg_loss"),
+               boost::test_tools::tolerance(1e-6));  // each batch's total is a float32 sum
+    // The validation columns against the final weights, computed by hand over the whole set.
+    const auto out = trainer.predict_outputs(tf::DataLoader(val, 7));
+    BOOST_TEST(out.count() == 2u);
+    BOOST_TEST(out.name(0) == "cls");
+    torch::NoGradGuard g;
+    const double ce = torch::cross_entropy_loss(out["cls"], val.fields()["cls"]).item<double>();
+    const double mse = torch::mse_loss(out["reg"], val.fields()["reg"]).item<double>();
+    const double mae = (out["reg"] - val.fields()["reg"]).abs().mean().item<double>();
+    BOOST_TEST(last.at("val_cls_loss") == ce, boost::test_tools::tolerance(1e-6));
+    BOOST_TEST(last.at("val_reg_loss") == mse, boost::test_tools::tolerance(1e-6));
+    BOOST_TEST(last.at("val_reg_mae") == mae, boost::test_tools::tolerance(1e-6));
+    BOOST_TEST(last.at("val_loss") == ce + 0.5 * mse, boost::test_tools::tolerance(1e-6));
+    BOOST_TEST((trainer.higher_is_better("val_reg_loss") == std::optional<bool>(false)));
+    BOOST_TEST(message_of([&] { trainer.predict(tf::DataLoader(val, 7)); }).find("use predict_outputs()") !=
+               std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(outputs_losses_and_metrics_that_do_not_match_are_named) {
+  const auto data = tf::DataLoader(two_targets(8, 1), 4);
+  // One loss for a net of two outputs.
+  tf::Trainer one(tf::Net(TwoHeads()).output_names({"cls", "reg"}), torch::nn::MSELoss());
+  auto msg = message_of([&] { one.evaluate(data); });
+  BOOST_TEST(msg.find("the net returned 2 outputs (cls [4, 3] Float, reg [4, 1] Float) but the trainer has one loss") !=
+                 std::string::npos,
+             msg);
+  // A loss for an output the net does not have; a target the batch does not have.
+  tf::Trainer typo(tf::Net(TwoHeads()).output_names({"cls", "reg"}),
+                   tf::Losses{{"class", torch::nn::CrossEntropyLoss(), 1.0, ""}});
+  msg = message_of([&] { typo.evaluate(data); });
+  BOOST_TEST(msg.find("the loss is for output 'class', but the net returned (cls [4, 3] Float, reg [4, 1] Float)") !=
+                 std::string::npos,
+             msg);
+  tf::Trainer no_target(tf::Net(TwoHeads()).output_names({"cls", "reg"}),
+                        tf::Losses{{"cls", torch::nn::CrossEntropyLoss(), 1.0, "label"}});
+  msg = message_of([&] { no_target.evaluate(data); });
+  BOOST_TEST(msg.find("needs the target field 'label'") != std::string::npos, msg);
+  // A metric that names no output; a wrong count of output names; a negative weight.
+  msg = message_of([&] {
+    tf::Trainer t(TwoHeads(), tf::Losses{{"cls", torch::nn::CrossEntropyLoss(), 1.0, ""}, {"reg", torch::nn::MSELoss(), 1.0, ""}},
+                  {{"mae", std::make_shared<Mae>()}});
+  });
+  BOOST_TEST(msg.find("metric 'mae' does not say which output it measures: name it after one (cls_mae, reg_mae)") !=
+                 std::string::npos,
+             msg);
+  tf::Trainer three(tf::Net(TwoHeads()).output_names({"a", "b", "c"}), torch::nn::MSELoss());
+  BOOST_CHECK_THROW(three.evaluate(data), tf::ConfigError);
+  BOOST_CHECK_THROW(tf::Trainer(TwoHeads(), tf::Losses{{"cls", torch::nn::MSELoss(), -1.0, ""}}), tf::ConfigError);
+  BOOST_CHECK_THROW(tf::Trainer(TwoHeads(), tf::Losses{}), tf::ConfigError);
+}

@@ -218,6 +218,50 @@ BOOST_AUTO_TEST_CASE(workers_and_random_transforms_resume_exactly_with_another_w
   check_same_weights(second.trainer->net(), ref.trainer->net());
 }
 
+BOOST_AUTO_TEST_CASE(per_output_losses_resume_exactly_in_the_middle_of_an_epoch) {
+  // Two heads, a loss each: their running sums are part of the state, as the total's is.
+  struct HeadsImpl : torch::nn::Module {
+    torch::nn::Linear body{nullptr}, cls{nullptr}, reg{nullptr};
+    HeadsImpl()
+        : body(register_module("body", torch::nn::Linear(2, 8))),
+          cls(register_module("cls", torch::nn::Linear(8, 1))),
+          reg(register_module("reg", torch::nn::Linear(8, 1))) {}
+    std::vector<torch::Tensor> forward(const torch::Tensor& x) {
+      auto h = torch::relu(body(x));
+      return {cls(h), reg(h)};
+    }
+  };
+  const auto rows = rings(100, 2);
+  const tf::TensorDataset data(tf::Fields()
+                                   .add_input("x", rows.features())
+                                   .add_target("cls", rows.targets())
+                                   .add_target("reg", rows.features().norm(2, 1, true)));
+  auto run = [&](const test::TempDir& dir, uint64_t init, std::shared_ptr<tf::Callback> cb, bool resume) {
+    torch::manual_seed(init);
+    tf::Net net(std::make_shared<HeadsImpl>());
+    net.output_names({"cls", "reg"});
+    auto trainer = std::make_shared<tf::Trainer>(
+        net, tf::Losses{{"cls", torch::nn::BCEWithLogitsLoss(), 1.0, ""}, {"reg", torch::nn::MSELoss(), 0.1, ""}},
+        tf::for_output("cls", test::registry().make_metrics({"acc"})));
+    auto options = tf::FitOptions().epochs(3).device(torch::kCPU).callbacks({cb}).state_path(dir / "run.state");
+    if (resume) options.resume_from(dir / "run.state");
+    auto h = trainer->fit(tf::DataLoader(data, tf::LoaderOptions(16).shuffle(true).seed(4).workers(1)),
+                          tf::DataLoader(data, 64), options);
+    return std::make_pair(trainer, h);
+  };
+  test::TempDir ref_dir, dir;
+  const auto [ref, expected] = run(ref_dir, 1, std::make_shared<Interrupter>("none", 0, 0), false);
+  BOOST_TEST(expected[0].contains("train_reg_loss"));
+  BOOST_TEST(expected[0].contains("val_cls_acc"));
+  tf::install_stop_signal_handlers();
+  tf::clear_stop_signal();
+  run(dir, 1, std::make_shared<Interrupter>("train_batch", 2, 4), false);
+  tf::clear_stop_signal();
+  const auto [second, resumed] = run(dir, 9, std::make_shared<Interrupter>("none", 0, 0), true);
+  check_same_rows(resumed, expected);
+  check_same_weights(second->net(), ref->net());
+}
+
 BOOST_AUTO_TEST_CASE(a_run_that_stopped_early_is_not_trained_further) {
   test::TempDir dir;
   // min-delta 10 on val_acc can never be met: patience 1 stops at epoch 2.

@@ -79,7 +79,7 @@ class TORCHFIT_EXPORT DataLoader {
         : loader_(std::make_shared<const DataLoader>(loader)), order_(std::move(order)), epoch_(epoch) {}
     Batch gather(int64_t index, const std::atomic<bool>* cancel) const;
     std::shared_ptr<const DataLoader> loader_;
-    torch::Tensor order_;  // undefined: in order
+    torch::Tensor order_;  // the dataset indices of this epoch, in order
     uint64_t epoch_;
   };
   /// An input iterator: each batch is read once, in order.

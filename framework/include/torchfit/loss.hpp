@@ -61,6 +61,18 @@ class TORCHFIT_EXPORT Loss {
   TargetShape shape_ = TargetShape::Same;
 };
 
+/// One of the losses of a net with several outputs, like Keras' `loss={"cls": ..., "reg": ...}`
+/// with `loss_weights`: `{"cls", torch::nn::CrossEntropyLoss()}`, `{"reg", torch::nn::MSELoss(), 0.5}`.
+/// Each is logged as its own column (train_cls_loss, val_reg_loss); the trainer minimizes
+/// their weighted sum, logged as train_loss / val_loss.
+struct OutputLoss {
+  std::string output;   ///< the net's output it scores (Net::output_names, or the keys of a returned map)
+  Loss loss;
+  double weight = 1.0;  ///< its factor in the total loss
+  std::string target;   ///< the batch's target field it compares with; empty: the one named like the output
+};
+using Losses = std::vector<OutputLoss>;
+
 /// "[16, 1]": a shape as people read it.
 TORCHFIT_EXPORT std::string shape_string(torch::IntArrayRef sizes);
 

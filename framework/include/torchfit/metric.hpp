@@ -46,4 +46,11 @@ class TORCHFIT_EXPORT Metric {
 /// Named metrics in the order they appear in the history.
 using Metrics = std::vector<std::pair<std::string, std::shared_ptr<Metric>>>;
 
+/// The same metrics, measuring output `output` of a net of several: each renamed
+/// "<output>_<name>" (`for_output("cls", registry.make_metrics({"acc"}))` logs train_cls_acc).
+inline Metrics for_output(const std::string& output, Metrics metrics) {
+  for (auto& m : metrics) m.first = output + "_" + m.first;
+  return metrics;
+}
+
 }  // namespace torchfit

@@ -73,10 +73,17 @@ struct TORCHFIT_EXPORT FitOptions {
 
 class TORCHFIT_EXPORT Trainer {
  public:
-  /// `net`: any module with `Tensor forward(Tensor)`. `loss`: a LibTorch loss module or any
-  /// callable (preds, targets) -> scalar. `metrics`: named metrics, logged as train_<name>
-  /// and val_<name>. `optimizer`: Adam with lr 3e-4 over the net's parameters when null.
+  /// `net`: any module (see Net: one or several inputs and outputs). `loss`: a LibTorch loss
+  /// module or any callable (preds, targets) -> scalar, for a net of one output and a batch of
+  /// one target. `metrics`: named metrics, logged as train_<name> and val_<name>. `optimizer`:
+  /// Adam with lr 3e-4 over the net's parameters when null.
   Trainer(Net net, Loss loss, Metrics metrics = {}, std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr,
+          std::shared_ptr<Scheduler> scheduler = nullptr);
+  /// A net of several outputs: one loss per output (`{{"cls", CrossEntropyLoss()}, {"reg",
+  /// MSELoss(), 0.5}}`), each logged as <output>_loss, their weighted sum as loss. A metric
+  /// measures the output its name begins with: "cls_acc" the output "cls" (for_output() names
+  /// them so), logged as train_cls_acc and val_cls_acc.
+  Trainer(Net net, Losses losses, Metrics metrics = {}, std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr,
           std::shared_ptr<Scheduler> scheduler = nullptr);
 
   /// Trains for options.epochs(), validating on `val` after each epoch. Returns the history
@@ -88,13 +95,18 @@ class TORCHFIT_EXPORT Trainer {
   /// Loss and metrics over `data`: {val_loss, val_<metric>...}. Runs the validation hooks.
   Logs evaluate(const DataLoader& data, const Callbacks& callbacks = {});
   /// The net's outputs for every sample of `data`, stacked in order (eval mode, no grad), on
-  /// the trainer's device(): call .cpu() on them to read them on the host.
+  /// the trainer's device(): call .cpu() on them to read them on the host. A net of several
+  /// outputs: predict_outputs().
   torch::Tensor predict(const DataLoader& data, const Callbacks& callbacks = {});
+  /// Every output of the net for every sample of `data`, each concatenated in order.
+  Outputs predict_outputs(const DataLoader& data, const Callbacks& callbacks = {});
   /// The net's outputs for `features`, in batches of `batch_size`, on device().
   torch::Tensor predict(const torch::Tensor& features, int64_t batch_size = 1024);
 
   Net& net() { return net_; }
-  const Loss& loss() const { return loss_; }
+  /// The loss (the first one, for a net of several outputs).
+  const Loss& loss() const { return losses_.front().loss; }
+  const Losses& losses() const { return losses_; }
   const Metrics& metrics() const { return metrics_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
   Scheduler* scheduler() const { return scheduler_.get(); }
@@ -127,6 +139,13 @@ class TORCHFIT_EXPORT Trainer {
   // The net's outputs and the loss for ctx.batch (under autocast when mixed precision is on).
   void forward(Context& ctx);
   void reset_accumulators();
+  // The total loss of ctx.outputs against ctx.batch's targets; per-output values in batch_losses_.
+  torch::Tensor compute_loss(const Context& ctx);
+  // Adds the batch to every metric: each gets its output and target.
+  void update_metrics(const Context& ctx, bool detach);
+  // The output and the target field a loss entry (or metric bound to `output`) pairs.
+  std::pair<size_t, size_t> pair_for(const Context& ctx, const std::string& output, const std::string& target,
+                                     const std::string& what) const;
   void write_epoch_logs(Logs& logs, const char* prefix);
   Logs running_logs() const;
   void check_stop_signal(Context& ctx);
@@ -144,9 +163,17 @@ class TORCHFIT_EXPORT Trainer {
   void restore_state(Resume& resume, Context& ctx);
   void restore_callbacks(Resume& resume, const Callbacks& callbacks);
   void restore_accumulators(Resume& resume);
+  std::vector<std::string> loss_outputs() const;
 
   Net net_;
-  Loss loss_;
+  Losses losses_;
+  bool per_output_ = false;            // losses are named per output (else one loss, one output)
+  // What each metric measures: an output ("": the only one), its target field ("": the one
+  // named like the output, or the only one), and how messages name the metric.
+  struct MetricBinding {
+    std::string output, target, label;
+  };
+  std::vector<MetricBinding> metric_bindings_;
   Metrics metrics_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
   std::shared_ptr<Scheduler> scheduler_;
@@ -155,6 +182,8 @@ class TORCHFIT_EXPORT Trainer {
 
   // Running sums of the current loop, kept on the device: no host sync per batch.
   torch::Tensor loss_sum_;
+  std::vector<torch::Tensor> output_loss_sums_;  // per-output losses, summed like loss_sum_
+  std::vector<torch::Tensor> batch_losses_;      // this batch's per-output losses
   int64_t sample_count_ = 0;
   int interrupted_by_ = 0;
   bool warned_metric_state_ = false;
