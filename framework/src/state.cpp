@@ -270,6 +270,20 @@ std::string Trainer::serialize_state(const Context& ctx, const Callbacks& callba
     scheduler_->state_dict(scheduler);
     archive.write("scheduler", scheduler);
   }
+  // A custom step: every optimizer it owns, by name, and its own state.
+  if (step_) {
+    std::vector<std::string> names;
+    for (const auto& [name, opt] : step_->optimizers()) {
+      OutputArchive o;
+      opt->save(o);
+      archive.write("step_optimizer." + name, o);
+      names.push_back(name);
+    }
+    archive.write("step_optimizers", c10::IValue(list_of(names)));
+    OutputArchive st;
+    step_->state_dict(st);
+    archive.write("step", st);
+  }
 
   // The history and the epoch in progress.
   std::vector<int64_t> row_sizes;
@@ -291,6 +305,16 @@ std::string Trainer::serialize_state(const Context& ctx, const Callbacks& callba
     OutputArchive acc;
     acc.write("loss_sum", loss_sum_.detach().clone());
     if (!output_loss_sums_.empty()) acc.write("output_loss_sums", torch::stack(output_loss_sums_).detach().clone());
+    if (step_) {
+      std::vector<std::string> names;
+      std::vector<torch::Tensor> sums;
+      for (const auto& [name, sum] : step_sums_) {
+        names.push_back(name);
+        sums.push_back(sum);
+      }
+      acc.write("step_names", c10::IValue(list_of(names)));
+      if (!sums.empty()) acc.write("step_sums", torch::stack(sums).detach().clone());
+    }
     acc.write("samples", c10::IValue(sample_count_));
     for (size_t i = 0; i < metrics_.size(); ++i) {
       OutputArchive m;
@@ -431,6 +455,23 @@ void Trainer::restore_state(Resume& resume, Context& ctx) {
     optimizer_->load(optimizer);
     InputArchive scheduler;
     if (scheduler_ && archive.try_read("scheduler", scheduler)) scheduler_->load_state_dict(scheduler);
+    if (step_) {
+      c10::IValue listed;
+      const auto saved = archive.try_read("step_optimizers", listed) ? read_strings(archive, "step_optimizers")
+                                                                      : std::vector<std::string>();
+      for (const auto& [name, opt] : step_->optimizers()) {
+        if (std::find(saved.begin(), saved.end(), name) == saved.end()) {
+          throw CheckpointError(source + " holds no optimizer '" + name + "' of the step (it holds " + joined(saved) +
+                                "); resume with the step that wrote it");
+        }
+        InputArchive o;
+        archive.read("step_optimizer." + name, o);
+        opt->load(o);
+      }
+      InputArchive st;
+      if (!archive.try_read("step", st)) throw CheckpointError(source + " was not written by a fit with a custom step");
+      step_->load_state_dict(st);
+    }
 
     const auto sizes = read_list(archive, "history_sizes");
     const auto keys = read_list(archive, "history_keys");
@@ -522,6 +563,18 @@ void Trainer::restore_accumulators(Resume& resume) {
                               std::to_string(output_loss_sums_.size()) + " per-output losses of this fit");
       }
       for (size_t k = 0; k < output_loss_sums_.size(); ++k) output_loss_sums_[k].copy_(output_sums[static_cast<int64_t>(k)]);
+    }
+    step_sums_.clear();
+    c10::IValue step_names;
+    if (step_ && acc.try_read("step_names", step_names)) {
+      const auto names = read_strings(acc, "step_names");
+      torch::Tensor sums;
+      if (!names.empty() && (!acc.try_read("step_sums", sums) || sums.numel() != static_cast<int64_t>(names.size()))) {
+        throw CheckpointError("state file '" + resume.path.string() + "' is damaged: its step sums do not match their names");
+      }
+      for (size_t k = 0; k < names.size(); ++k) {
+        step_sums_.emplace_back(names[k], sums[static_cast<int64_t>(k)].to(loss_sum_.options()).clone());
+      }
     }
     sample_count_ = read_int(acc, "samples");
     for (size_t i = 0; i < metrics_.size(); ++i) {

@@ -200,6 +200,23 @@ Trainer::Trainer(Net net, Losses losses, Metrics metrics, std::shared_ptr<torch:
   }
 }
 
+Trainer::Trainer(Net net, std::shared_ptr<Step> step, Metrics metrics,
+                 std::shared_ptr<torch::optim::Optimizer> optimizer, std::shared_ptr<Scheduler> scheduler)
+    : Trainer(std::move(net), Losses{{"", Loss([](const torch::Tensor&, const torch::Tensor&) -> torch::Tensor {
+                                            throw Error("a trainer with a custom step has no loss of its own");
+                                          }, "step", TargetShape::Any), 1.0, ""}},
+              std::move(metrics), optimizer ? optimizer : (step && !step->optimizers().empty() ? step->optimizers()[0].second : nullptr),
+              std::move(scheduler)) {
+  if (!step) throw ConfigError("Trainer was given an empty custom step");
+  step_ = std::move(step);
+  losses_.clear();
+}
+
+const Loss& Trainer::loss() const {
+  static const Loss none;
+  return losses_.empty() ? none : losses_.front().loss;
+}
+
 std::vector<std::string> Trainer::loss_outputs() const {
   std::vector<std::string> out;
   for (const auto& l : losses_) out.push_back(l.output);
@@ -218,6 +235,7 @@ void Trainer::reset_accumulators() {
     for (size_t k = 0; k < losses_.size(); ++k) output_loss_sums_.push_back(torch::zeros_like(loss_sum_));
   }
   batch_losses_.assign(per_output_ ? losses_.size() : 0, torch::Tensor());
+  step_sums_.clear();
   sample_count_ = 0;
   for (auto& [name, metric] : metrics_) {
     metric->reset();
@@ -253,6 +271,9 @@ void Trainer::write_epoch_logs(Logs& logs, const char* prefix) {
   for (size_t k = 0; k < output_sums.size(); ++k) {
     logs.set(p + losses_[k].output + "_loss", count > 0 ? output_sums[k] / count : nan);
   }
+  for (const auto& [name, sum] : step_sums_) {
+    logs.set(p + name, count > 0 ? sum.item<double>() / count : nan);
+  }
   for (auto& [name, metric] : metrics_) {
     logs.set(p + name, metric->compute());
   }
@@ -265,6 +286,7 @@ Logs Trainer::running_logs() const {
     for (size_t k = 0; k < output_loss_sums_.size(); ++k) {
       logs.set(losses_[k].output + "_loss", output_loss_sums_[k].item<double>() / static_cast<double>(sample_count_));
     }
+    for (const auto& [name, sum] : step_sums_) logs.set(name, sum.item<double>() / static_cast<double>(sample_count_));
     for (const auto& [name, metric] : metrics_) {
       logs.set(name, metric->compute());
     }
@@ -294,42 +316,145 @@ std::optional<bool> Trainer::higher_is_better(const std::string& key) const {
   return std::nullopt;
 }
 
-void Trainer::optimizer_step(Context& ctx, const Callbacks& callbacks, const FitOptions& options) {
+bool Trainer::step_optimizer(Context& ctx, torch::optim::Optimizer& optimizer, const Callbacks& callbacks,
+                             const FitOptions& options, bool update_scale) {
   if (scaler_) {
     // The gradients back to their true size (exactly: the scale is a power of two), before
     // clipping and the hooks see them. An inf or NaN among them: no step, a smaller scale.
     std::vector<torch::Tensor> params;
-    for (auto& group : optimizer_->param_groups()) {
+    for (auto& group : optimizer.param_groups()) {
       for (const auto& p : group.params()) params.push_back(p);
     }
     const double scale = scaler_->scale_value();
     const bool finite = scaler_->unscale(params);
-    scaler_->update(!finite);
+    if (update_scale) scaler_->update(!finite);
     if (!finite) {
+      found_inf_ = true;
       logger("trainer")->debug("step skipped at epoch {}, batch {}: inf or NaN gradients at loss scale {}; scale now {}",
                                ctx.epoch, ctx.batch_index, scale, scaler_->scale_value());
-      compat::zero_grad(*optimizer_);
-      return;
+      compat::zero_grad(optimizer);
+      return false;
     }
   }
   if (options.clip_grad_norm() > 0) {
-    torch::nn::utils::clip_grad_norm_(optimizer_->param_groups()[0].params(), options.clip_grad_norm());
-    for (size_t g = 1; g < optimizer_->param_groups().size(); ++g) {
-      torch::nn::utils::clip_grad_norm_(optimizer_->param_groups()[g].params(), options.clip_grad_norm());
+    for (auto& group : optimizer.param_groups()) {
+      torch::nn::utils::clip_grad_norm_(group.params(), options.clip_grad_norm());
     }
   }
   if (options.clip_grad_value() > 0) {
-    for (auto& group : optimizer_->param_groups()) {
+    for (auto& group : optimizer.param_groups()) {
       torch::nn::utils::clip_grad_value_(group.params(), options.clip_grad_value());
     }
   }
   TORCHFIT_DISPATCH(callbacks, ctx, on_before_optimizer_step);
-  optimizer_->step();
-  compat::zero_grad(*optimizer_);
+  optimizer.step();
+  compat::zero_grad(optimizer);
+  return true;
+}
+
+void Trainer::optimizer_step(Context& ctx, const Callbacks& callbacks, const FitOptions& options) {
+  if (!step_optimizer(ctx, *optimizer_, callbacks, options, true)) return;
   ++ctx.global_step;
   if (scheduler_ && scheduler_->interval() == Scheduler::Interval::Step) {
     scheduler_->step(ctx);
   }
+}
+
+// ---- custom steps --------------------------------------------------------------------------
+
+void Context::backward(const torch::Tensor& loss) { trainer_->step_backward(*this, loss); }
+void Context::step(torch::optim::Optimizer& optimizer) { trainer_->step_optimizer_from_step(*this, optimizer); }
+
+namespace {
+void need_train_step(const Context& ctx, const Step* step, const char* what) {
+  if (!step || ctx.stage != Stage::Train) {
+    throw ConfigError(std::string(what) + " is for a custom Step's train_step (the default step does its own)");
+  }
+}
+}  // namespace
+
+void Trainer::step_backward(Context& ctx, const torch::Tensor& loss) {
+  need_train_step(ctx, step_.get(), "ctx.backward()");
+  if (!loss.defined() || loss.numel() != 1) {
+    throw DataError("ctx.backward() needs one number (a mean loss), got " +
+                    (loss.defined() ? shape_string(loss.sizes()) : std::string("an undefined tensor")));
+  }
+  if (ctx.skip_batch_) return;
+  ctx.loss = loss;
+  TORCHFIT_DISPATCH(*ctx.callbacks_, ctx, on_before_backward);
+  if (ctx.skip_batch_) return;
+  (scaler_ ? scaler_->scale(loss) : loss).backward();
+  TORCHFIT_DISPATCH(*ctx.callbacks_, ctx, on_after_backward);
+}
+
+void Trainer::step_optimizer_from_step(Context& ctx, torch::optim::Optimizer& optimizer) {
+  need_train_step(ctx, step_.get(), "ctx.step()");
+  if (ctx.skip_batch_) {
+    compat::zero_grad(optimizer);
+    return;
+  }
+  step_stepped_ = true;
+  step_optimizer(ctx, optimizer, *ctx.callbacks_, *ctx.options_, false);
+}
+
+void Trainer::add_step_values(const StepValues& values, int64_t batch_size, const char* who) {
+  bool has_loss = false;
+  std::string names;
+  for (const auto& [name, value] : values) {
+    names += (names.empty() ? "" : ", ") + name;
+    if (!value.defined() || value.numel() != 1) {
+      throw DataError(std::string(who) + " returned '" + name + "' of shape " +
+                      (value.defined() ? shape_string(value.sizes()) : std::string("(undefined)")) +
+                      "; each value must be one number for the batch (a mean)");
+    }
+  }
+  for (const auto& [name, value] : values) {
+    const auto v = value.detach().reshape({});
+    if (name == "loss") {
+      loss_sum_.add_(v, batch_size);
+      has_loss = true;
+      continue;
+    }
+    auto it = std::find_if(step_sums_.begin(), step_sums_.end(), [&](const auto& e) { return e.first == name; });
+    if (it == step_sums_.end()) {
+      step_sums_.emplace_back(name, torch::zeros_like(loss_sum_));
+      it = std::prev(step_sums_.end());
+    }
+    it->second.add_(v, batch_size);
+  }
+  if (!has_loss) {
+    throw DataError(std::string(who) + " returned no \"loss\" (it returned " + (names.empty() ? "nothing" : names) +
+                    "); return {{\"loss\", value}, ...}: it is logged as the loss and early stopping can watch it");
+  }
+}
+
+bool Trainer::run_step(Context& ctx, const Callbacks& callbacks) {
+  found_inf_ = step_stepped_ = false;
+  StepValues values;
+  {
+    AutocastGuard autocast(precision_, device_);
+    values = step_->train_step(ctx);
+  }
+  if (scaler_ && step_stepped_) scaler_->update(found_inf_);
+  if (ctx.skip_batch_) return false;
+  torch::NoGradGuard no_grad;
+  add_step_values(values, ctx.batch_size, "train_step");
+  for (const auto& [name, value] : values) {
+    if (name == "loss") ctx.loss = value;
+  }
+  if (!metrics_.empty()) {
+    if (ctx.outputs.empty()) {
+      throw DataError("metric '" + metrics_.front().first + "' needs the net's outputs, but the step left ctx.outputs "
+                      "empty; set ctx.outputs in train_step and validation_step");
+    }
+    update_metrics(ctx, true);
+  }
+  sample_count_ += ctx.batch_size;
+  ++ctx.global_step;
+  if (scheduler_ && scheduler_->interval() == Scheduler::Interval::Step) {
+    scheduler_->step(ctx);
+  }
+  return true;
 }
 
 void Trainer::forward(Context& ctx) {
@@ -455,51 +580,55 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
     TORCHFIT_DISPATCH(callbacks, ctx, on_train_batch_begin);
 
     bool stepped = false;
-    if (!ctx.skip_batch_) {
-      forward(ctx);
-      TORCHFIT_DISPATCH(callbacks, ctx, on_before_backward);
-    }
-    if (!ctx.skip_batch_) {
-      const auto loss = accumulate > 1 ? ctx.loss / static_cast<double>(accumulate) : ctx.loss;
-      (scaler_ ? scaler_->scale(loss) : loss).backward();
-      TORCHFIT_DISPATCH(callbacks, ctx, on_after_backward);
-    }
-    const bool boundary = (i + 1) % accumulate == 0 || i + 1 == ctx.num_batches;
     bool agreed_stop = false;
-    if (comm_) {
-      // One round of collectives per step: the gradients averaged, and with them whether any
-      // process skipped a batch of the window (then every process drops the step) or wants to
-      // stop (then every process stops after it).
-      window_skipped = window_skipped || ctx.skip_batch_;
-      if (boundary) {
-        check_stop_signal(ctx);
-        auto flags = stop_flags(ctx.stop_now() && interrupted_by_ == 0);
-        flags.push_back(window_skipped ? 1.0 : 0.0);
-        const auto summed = averager_->average(flags);
-        if (summed[3] > 0) {
-          compat::zero_grad(*optimizer_);
-        } else {
+    if (step_) {
+      stepped = !ctx.skip_batch_ && run_step(ctx, callbacks);
+    } else {
+      if (!ctx.skip_batch_) {
+        forward(ctx);
+        TORCHFIT_DISPATCH(callbacks, ctx, on_before_backward);
+      }
+      if (!ctx.skip_batch_) {
+        const auto loss = accumulate > 1 ? ctx.loss / static_cast<double>(accumulate) : ctx.loss;
+        (scaler_ ? scaler_->scale(loss) : loss).backward();
+        TORCHFIT_DISPATCH(callbacks, ctx, on_after_backward);
+      }
+      const bool boundary = (i + 1) % accumulate == 0 || i + 1 == ctx.num_batches;
+      if (comm_) {
+        // One round of collectives per step: the gradients averaged, and with them whether any
+        // process skipped a batch of the window (then every process drops the step) or wants to
+        // stop (then every process stops after it).
+        window_skipped = window_skipped || ctx.skip_batch_;
+        if (boundary) {
+          check_stop_signal(ctx);
+          auto flags = stop_flags(ctx.stop_now() && interrupted_by_ == 0);
+          flags.push_back(window_skipped ? 1.0 : 0.0);
+          const auto summed = averager_->average(flags);
+          if (summed[3] > 0) {
+            compat::zero_grad(*optimizer_);
+          } else {
+            optimizer_step(ctx, callbacks, options);
+            stepped = true;
+          }
+          window_skipped = false;
+          agreed_stop = agree_on_stop(ctx, summed, StopWhen::Now);
+        }
+      }
+      if (ctx.skip_batch_) {
+        compat::zero_grad(*optimizer_);  // this batch's gradients, and the window's, are dropped
+      } else {
+        if (!comm_ && boundary) {
           optimizer_step(ctx, callbacks, options);
           stepped = true;
         }
-        window_skipped = false;
-        agreed_stop = agree_on_stop(ctx, summed, StopWhen::Now);
+        torch::NoGradGuard no_grad;
+        loss_sum_.add_(ctx.loss.detach(), ctx.batch_size);
+        for (size_t k = 0; k < output_loss_sums_.size(); ++k) {
+          output_loss_sums_[k].add_(batch_losses_[k].detach(), ctx.batch_size);
+        }
+        update_metrics(ctx, true);
+        sample_count_ += ctx.batch_size;
       }
-    }
-    if (ctx.skip_batch_) {
-      compat::zero_grad(*optimizer_);  // this batch's gradients, and the window's, are dropped
-    } else {
-      if (!comm_ && boundary) {
-        optimizer_step(ctx, callbacks, options);
-        stepped = true;
-      }
-      torch::NoGradGuard no_grad;
-      loss_sum_.add_(ctx.loss.detach(), ctx.batch_size);
-      for (size_t k = 0; k < output_loss_sums_.size(); ++k) {
-        output_loss_sums_[k].add_(batch_losses_[k].detach(), ctx.batch_size);
-      }
-      update_metrics(ctx, true);
-      sample_count_ += ctx.batch_size;
     }
     TORCHFIT_DISPATCH(callbacks, ctx, on_train_batch_end);
     release_batch(ctx);
@@ -539,11 +668,22 @@ void Trainer::run_validation(Context& ctx, const DataLoader& data, const Callbac
     ctx.batch_size = batch.size();
     ctx.batch = batch;
     TORCHFIT_DISPATCH(callbacks, ctx, on_validation_batch_begin);
-    forward(ctx);
-    loss_sum_.add_(ctx.loss, ctx.batch_size);
-    for (size_t k = 0; k < output_loss_sums_.size(); ++k) output_loss_sums_[k].add_(batch_losses_[k], ctx.batch_size);
-    update_metrics(ctx, false);
-    sample_count_ += ctx.batch_size;
+    if (step_) {
+      StepValues values;
+      {
+        AutocastGuard autocast(precision_, device_);
+        values = step_->validation_step(ctx);
+      }
+      if (!values.empty()) add_step_values(values, ctx.batch_size, "validation_step");
+      if (!metrics_.empty() && !ctx.outputs.empty()) update_metrics(ctx, false);
+      if (!values.empty() || (!metrics_.empty() && !ctx.outputs.empty())) sample_count_ += ctx.batch_size;
+    } else {
+      forward(ctx);
+      loss_sum_.add_(ctx.loss, ctx.batch_size);
+      for (size_t k = 0; k < output_loss_sums_.size(); ++k) output_loss_sums_[k].add_(batch_losses_[k], ctx.batch_size);
+      update_metrics(ctx, false);
+      sample_count_ += ctx.batch_size;
+    }
     TORCHFIT_DISPATCH(callbacks, ctx, on_validation_batch_end);
     release_batch(ctx);
     // Inside fit only (evaluate() runs to the end). Data-parallel runs validate to the end
@@ -557,7 +697,8 @@ void Trainer::run_validation(Context& ctx, const DataLoader& data, const Callbac
       }
     }
   }
-  write_epoch_logs(ctx.logs, prefix);
+  // A custom step that scores nothing in validation logs nothing (no NaN columns).
+  if (!(step_ && sample_count_ == 0)) write_epoch_logs(ctx.logs, prefix);
   TORCHFIT_DISPATCH(callbacks, ctx, on_validation_end);
 }
 
@@ -587,13 +728,20 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
   if (!train_in) {
     throw DataError("the training data is empty");
   }
-  if (!train_in.dataset().sample(0).has_targets()) {
+  // The default step compares outputs with targets; a custom step decides what it needs.
+  if (!step_ && !train_in.dataset().sample(0).has_targets()) {
     throw DataError("the training data has no targets (" + train_in.dataset().name() + ": " +
                     train_in.dataset().sample(0).describe() + ")");
   }
   const bool has_val = static_cast<bool>(val_in);
-  if (has_val && !val_in.dataset().sample(0).has_targets()) {
+  if (has_val && !step_ && !val_in.dataset().sample(0).has_targets()) {
     throw DataError("the validation data has no targets (" + val_in.dataset().name() + ")");
+  }
+  if (step_ && options.accumulate() > 1) {
+    throw ConfigError("gradient accumulation is for the default step; a custom step decides when it calls ctx.step()");
+  }
+  if (step_ && options.communicator() && options.communicator()->world_size() > 1) {
+    throw ConfigError("a custom step does not train data-parallel yet; run it in one process");
   }
   if (options.seed()) {
     seed_everything(*options.seed());
@@ -641,6 +789,8 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
   history_.set_stop_reason("");
   interrupted_by_ = 0;
   Context ctx(*this);
+  ctx.callbacks_ = &callbacks;
+  ctx.options_ = &options;
   ctx.epochs = options.epochs();
   ctx.rank = rank;
   ctx.world_size = world;
@@ -740,7 +890,7 @@ Logs Trainer::evaluate(const DataLoader& data_in, const Callbacks& callbacks) {
   if (!data_in) {
     throw DataError("the data to evaluate on is empty");
   }
-  if (!data_in.dataset().sample(0).has_targets()) {
+  if (!step_ && !data_in.dataset().sample(0).has_targets()) {
     throw DataError("the data to evaluate on has no targets");
   }
   const DataLoader data = data_in.to(device_);

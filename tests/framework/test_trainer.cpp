@@ -4,6 +4,7 @@
 
 #include <ATen/autocast_mode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <set>
@@ -628,4 +629,71 @@ BOOST_AUTO_TEST_CASE(outputs_losses_and_metrics_that_do_not_match_are_named) {
   BOOST_CHECK_THROW(three.evaluate(data), tf::ConfigError);
   BOOST_CHECK_THROW(tf::Trainer(TwoHeads(), tf::Losses{{"cls", torch::nn::MSELoss(), -1.0, ""}}), tf::ConfigError);
   BOOST_CHECK_THROW(tf::Trainer(TwoHeads(), tf::Losses{}), tf::ConfigError);
+}
+
+// ---- custom steps --------------------------------------------------------------------------
+
+namespace {
+// Two backward passes and two optimizer steps per batch over one Linear (like a GAN's two halves).
+struct TwoPassStep : tf::Step {
+  std::shared_ptr<torch::nn::LinearImpl> net;
+  std::shared_ptr<torch::optim::SGD> opt;
+  bool return_loss = true;
+  explicit TwoPassStep(std::shared_ptr<torch::nn::LinearImpl> n)
+      : net(std::move(n)), opt(std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.01))) {}
+  tf::StepValues train_step(tf::Context& ctx) override {
+    const auto out = net->forward(ctx.batch.input());
+    const auto first = torch::mse_loss(out, ctx.batch.target());
+    ctx.backward(first);
+    ctx.step(*opt);
+    const auto second = (net->forward(ctx.batch.input()) - ctx.batch.target()).abs().mean();
+    ctx.backward(second);
+    ctx.step(*opt);
+    ctx.outputs = tf::Outputs().add("output", out.detach(), tf::Role::Output);
+    if (!return_loss) return {{"mse", first}};
+    return {{"loss", first + second}, {"mae", second}};
+  }
+  std::vector<std::pair<std::string, std::shared_ptr<torch::optim::Optimizer>>> optimizers() override {
+    return {{"sgd", opt}};
+  }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_custom_step_runs_the_hooks_around_each_backward_and_step) {
+  torch::nn::Linear lin(2, 1);
+  auto step = std::make_shared<TwoPassStep>(lin.ptr());
+  tf::Trainer trainer(tf::Net(lin), step, {{"mae", std::make_shared<Mae>()}});
+  BOOST_TEST(&trainer.optimizer() == step->opt.get());  // the step's first optimizer is the trainer's
+  auto rec = std::make_shared<Recorder>();
+  const auto h = trainer.fit(tf::DataLoader(regression_data(6, 1), 3), tf::DataLoader(regression_data(4, 2), 4),
+                             tf::FitOptions().epochs(1).callbacks({rec}).device(torch::kCPU));
+  const std::vector<std::string> batch = {"train_batch_begin", "before_backward",       "after_backward",
+                                          "before_optimizer_step", "before_backward",   "after_backward",
+                                          "before_optimizer_step", "train_batch_end"};
+  const auto first = std::find(rec->hooks.begin(), rec->hooks.end(), "train_batch_begin");
+  BOOST_TEST(std::vector<std::string>(first, first + 8) == batch, boost::test_tools::per_element());
+  BOOST_TEST(rec->steps == std::vector<int64_t>({1, 2}), boost::test_tools::per_element());  // one global step per batch
+  // The step's values and the metric on its outputs; no validation_step: no val_ columns.
+  const std::vector<std::string> cols = {"epoch", "train_loss", "train_mae", "time"};
+  BOOST_TEST(h.columns() == cols, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(custom_step_mistakes_are_named) {
+  torch::nn::Linear lin(2, 1);
+  auto step = std::make_shared<TwoPassStep>(lin.ptr());
+  step->return_loss = false;
+  tf::Trainer trainer(tf::Net(lin), step);
+  const auto data = tf::DataLoader(regression_data(6, 1), 3);
+  auto msg = message_of([&] { trainer.fit(data, tf::FitOptions().epochs(1).device(torch::kCPU)); });
+  BOOST_TEST(msg.find("train_step returned no \"loss\" (it returned mse)") != std::string::npos, msg);
+  msg = message_of([&] { trainer.fit(data, tf::FitOptions().epochs(1).accumulate(2)); });
+  BOOST_TEST(msg.find("gradient accumulation is for the default step") != std::string::npos, msg);
+  // ctx.backward() belongs to a custom step, not to a callback of the default one.
+  struct Meddler : tf::Callback {
+    void on_train_batch_end(tf::Context& ctx) override { ctx.backward(torch::ones({})); }
+  };
+  tf::Trainer plain(tf::Net(torch::nn::Linear(2, 1)), torch::nn::MSELoss());
+  msg = message_of([&] { plain.fit(data, tf::FitOptions().epochs(1).callbacks({std::make_shared<Meddler>()})); });
+  BOOST_TEST(msg.find("ctx.backward() is for a custom Step's train_step") != std::string::npos, msg);
+  BOOST_CHECK_THROW(tf::Trainer(tf::Net(lin), std::shared_ptr<tf::Step>()), tf::ConfigError);
 }

@@ -262,6 +262,85 @@ BOOST_AUTO_TEST_CASE(per_output_losses_resume_exactly_in_the_middle_of_an_epoch)
   check_same_weights(second->net(), ref->net());
 }
 
+namespace {
+// A small GAN: a generator and a discriminator (with dropout) in one module.
+struct GanImpl : torch::nn::Module {
+  torch::nn::Sequential gen{nullptr}, disc{nullptr};
+  GanImpl()
+      : gen(register_module("gen", torch::nn::Sequential(torch::nn::Linear(2, 8), torch::nn::ReLU(), torch::nn::Linear(8, 2)))),
+        disc(register_module("disc", torch::nn::Sequential(torch::nn::Linear(2, 8), torch::nn::ReLU(),
+                                                           torch::nn::Dropout(0.2), torch::nn::Linear(8, 1)))) {}
+  torch::Tensor forward(const torch::Tensor& z) { return gen->forward(z); }
+};
+
+// Two optimizers, noise from the global generator, a counter of its own: all of it must resume.
+struct GanStep : tf::Step {
+  std::shared_ptr<GanImpl> gan;
+  std::shared_ptr<torch::optim::Adam> g_opt, d_opt;
+  int64_t batches = 0;
+  explicit GanStep(std::shared_ptr<GanImpl> g)
+      : gan(std::move(g)),
+        g_opt(std::make_shared<torch::optim::Adam>(gan->gen->parameters(), torch::optim::AdamOptions(0.01))),
+        d_opt(std::make_shared<torch::optim::Adam>(gan->disc->parameters(), torch::optim::AdamOptions(0.005))) {}
+  tf::StepValues train_step(tf::Context& ctx) override {
+    const auto real = ctx.batch.input();
+    const auto n = real.size(0);
+    const auto fake = gan->gen->forward(torch::randn({n, 2}));
+    d_opt->zero_grad();
+    const auto d_loss = torch::binary_cross_entropy_with_logits(gan->disc->forward(real), torch::ones({n, 1})) +
+                        torch::binary_cross_entropy_with_logits(gan->disc->forward(fake.detach()), torch::zeros({n, 1}));
+    ctx.backward(d_loss);
+    ctx.step(*d_opt);
+    const auto g_loss = torch::binary_cross_entropy_with_logits(gan->disc->forward(fake), torch::ones({n, 1}));
+    ctx.backward(g_loss);
+    ctx.step(*g_opt);
+    ++batches;
+    return {{"loss", g_loss}, {"d_loss", d_loss}};
+  }
+  tf::StepValues validation_step(tf::Context& ctx) override {
+    const auto real = ctx.batch.input();
+    return {{"loss", torch::sigmoid(gan->disc->forward(real)).mean()}};
+  }
+  std::vector<std::pair<std::string, std::shared_ptr<torch::optim::Optimizer>>> optimizers() override {
+    return {{"generator", g_opt}, {"discriminator", d_opt}};
+  }
+  void state_dict(torch::serialize::OutputArchive& a) const override { a.write("batches", c10::IValue(batches)); }
+  void load_state_dict(torch::serialize::InputArchive& a) override {
+    c10::IValue v;
+    a.read("batches", v);
+    batches = v.toInt();
+  }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_gan_with_two_optimizers_resumes_bit_for_bit) {
+  const auto real = tf::TensorDataset(rings(80, 6).features() / 8);  // no targets: the step needs none
+  auto run = [&](const test::TempDir& dir, uint64_t init, std::shared_ptr<tf::Callback> cb, bool resume) {
+    torch::manual_seed(init);
+    auto gan = std::make_shared<GanImpl>();
+    auto step = std::make_shared<GanStep>(gan);
+    auto trainer = std::make_shared<tf::Trainer>(tf::Net(gan), step);
+    auto options = tf::FitOptions().epochs(3).device(torch::kCPU).callbacks({cb}).state_path(dir / "run.state");
+    if (resume) options.resume_from(dir / "run.state");
+    auto h = trainer->fit(tf::DataLoader(real, tf::LoaderOptions(16).shuffle(true).seed(2)), tf::DataLoader(real, 40),
+                          options);
+    return std::make_tuple(trainer, step, h);
+  };
+  test::TempDir ref_dir, dir;
+  const auto [ref, ref_step, expected] = run(ref_dir, 1, std::make_shared<Interrupter>("none", 0, 0), false);
+  const std::vector<std::string> cols = {"epoch", "train_loss", "train_d_loss", "val_loss", "time"};
+  BOOST_TEST(expected.columns() == cols, boost::test_tools::per_element());
+  BOOST_TEST(ref_step->batches == 30);  // 10 batches x 3 epochs
+  tf::install_stop_signal_handlers();
+  tf::clear_stop_signal();
+  run(dir, 1, std::make_shared<Interrupter>("train_batch", 2, 3), false);
+  tf::clear_stop_signal();
+  const auto [second, second_step, resumed] = run(dir, 42, std::make_shared<Interrupter>("none", 0, 0), true);
+  check_same_rows(resumed, expected);
+  check_same_weights(second->net(), ref->net());
+  BOOST_TEST(second_step->batches == 30);
+}
+
 BOOST_AUTO_TEST_CASE(a_run_that_stopped_early_is_not_trained_further) {
   test::TempDir dir;
   // min-delta 10 on val_acc can never be met: patience 1 stops at epoch 2.

@@ -5,8 +5,10 @@
 
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "torchfit/batch.hpp"
 #include "torchfit/export.hpp"
@@ -18,6 +20,8 @@ namespace torchfit {
 
 class Trainer;
 class Scheduler;
+class Callback;
+struct FitOptions;
 
 /// Which loop is running.
 enum class Stage { Fit, Train, Validate, Predict };
@@ -92,9 +96,20 @@ class TORCHFIT_EXPORT Context {
   bool stop_now() const { return stop_requested_ && stop_when_ == StopWhen::Now; }
   const std::string& stop_reason() const { return stop_reason_; }
 
+  /// In a custom Step's train_step: backward of `loss` (scaled under 16-mixed), with
+  /// on_before_backward and on_after_backward around it; ctx.loss holds it for the hooks.
+  /// Nothing happens once a hook called skip_batch().
+  void backward(const torch::Tensor& loss);
+  /// In a custom Step's train_step: one step of `optimizer`: its gradients unscaled (an
+  /// inf/NaN one skips the step under 16-mixed) and clipped as the fit says, then
+  /// on_before_optimizer_step, the step and zero_grad. After skip_batch(): only zero_grad.
+  void step(torch::optim::Optimizer& optimizer);
+
  private:
   friend class Trainer;
   Trainer* trainer_;
+  const std::vector<std::shared_ptr<Callback>>* callbacks_ = nullptr;  // of the running fit
+  const FitOptions* options_ = nullptr;
   bool stop_requested_ = false;
   bool skip_batch_ = false;
   StopWhen stop_when_ = StopWhen::EpochEnd;

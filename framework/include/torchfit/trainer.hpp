@@ -20,6 +20,7 @@
 #include "torchfit/net.hpp"
 #include "torchfit/precision.hpp"
 #include "torchfit/scheduler.hpp"
+#include "torchfit/step.hpp"
 
 namespace torchfit {
 
@@ -85,6 +86,11 @@ class TORCHFIT_EXPORT Trainer {
   /// them so), logged as train_cls_acc and val_cls_acc.
   Trainer(Net net, Losses losses, Metrics metrics = {}, std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr,
           std::shared_ptr<Scheduler> scheduler = nullptr);
+  /// A training step of your own (step.hpp: a GAN, several optimizers, a loss over several
+  /// fields) in place of a loss. `optimizer` is the one schedulers and lr_monitor act on; null:
+  /// the step's first. Metrics see what the step puts in ctx.outputs.
+  Trainer(Net net, std::shared_ptr<Step> step, Metrics metrics = {},
+          std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr, std::shared_ptr<Scheduler> scheduler = nullptr);
 
   /// Trains for options.epochs(), validating on `val` after each epoch. Returns the history
   /// (also kept in history()), whose stop_reason() says why training ended.
@@ -104,8 +110,10 @@ class TORCHFIT_EXPORT Trainer {
   torch::Tensor predict(const torch::Tensor& features, int64_t batch_size = 1024);
 
   Net& net() { return net_; }
-  /// The loss (the first one, for a net of several outputs).
-  const Loss& loss() const { return losses_.front().loss; }
+  /// The loss (the first one, for a net of several outputs; an empty one with a custom step).
+  const Loss& loss() const;
+  /// The custom step, or nullptr.
+  Step* step() const { return step_.get(); }
   const Losses& losses() const { return losses_; }
   const Metrics& metrics() const { return metrics_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
@@ -136,6 +144,16 @@ class TORCHFIT_EXPORT Trainer {
                        StateSaver& saver, Resume* resume);
   void run_validation(Context& ctx, const DataLoader& data, const Callbacks& callbacks, const char* prefix);
   void optimizer_step(Context& ctx, const Callbacks& callbacks, const FitOptions& options);
+  // Unscales, clips and steps `optimizer` with its hook, then zero_grad. False: skipped (inf/NaN
+  // gradients under loss scaling; found_inf_ set).
+  bool step_optimizer(Context& ctx, torch::optim::Optimizer& optimizer, const Callbacks& callbacks,
+                      const FitOptions& options, bool update_scale);
+  // A custom step: one training batch, and what its hooks (ctx.backward, ctx.step) do.
+  bool run_step(Context& ctx, const Callbacks& callbacks);
+  void step_backward(Context& ctx, const torch::Tensor& loss);
+  void step_optimizer_from_step(Context& ctx, torch::optim::Optimizer& optimizer);
+  // Adds a step's values to the running sums; `who` names the step function in messages.
+  void add_step_values(const StepValues& values, int64_t batch_size, const char* who);
   // The net's outputs and the loss for ctx.batch (under autocast when mixed precision is on).
   void forward(Context& ctx);
   void reset_accumulators();
@@ -174,6 +192,9 @@ class TORCHFIT_EXPORT Trainer {
     std::string output, target, label;
   };
   std::vector<MetricBinding> metric_bindings_;
+  std::shared_ptr<Step> step_;
+  bool found_inf_ = false;     // a custom step's optimizer step met inf/NaN gradients this batch
+  bool step_stepped_ = false;  // a custom step stepped an optimizer this batch
   Metrics metrics_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
   std::shared_ptr<Scheduler> scheduler_;
@@ -184,6 +205,7 @@ class TORCHFIT_EXPORT Trainer {
   torch::Tensor loss_sum_;
   std::vector<torch::Tensor> output_loss_sums_;  // per-output losses, summed like loss_sum_
   std::vector<torch::Tensor> batch_losses_;      // this batch's per-output losses
+  std::vector<std::pair<std::string, torch::Tensor>> step_sums_;  // a custom step's values other than loss
   int64_t sample_count_ = 0;
   int interrupted_by_ = 0;
   bool warned_metric_state_ = false;
