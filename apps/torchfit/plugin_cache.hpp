@@ -63,7 +63,7 @@ std::filesystem::path user_index_file(const std::filesystem::path& folder);
 /// This program's file (/proc/self/exe), or "" where it cannot be read.
 std::string program_path();
 
-/// "torchfit 0.1.0 (plugin ABI 3, LibTorch 1.13.0)": what --version prints.
+/// "torchfit 0.1.0 (plugin ABI 4, LibTorch 1.13.0)": what --version prints.
 std::string version_line();
 
 }  // namespace torchfit::cli
