@@ -408,8 +408,9 @@ void Trainer::add_step_values(const StepValues& values, int64_t batch_size, cons
                       "; each value must be one number for the batch (a mean)");
     }
   }
-  for (const auto& [name, value] : values) {
-    const auto v = value.detach().reshape({});
+  for (const auto& entry : values) {
+    const std::string& name = entry.first;  // not a structured binding: a lambda captures it below
+    const auto v = entry.second.detach().reshape({});
     if (name == "loss") {
       loss_sum_.add_(v, batch_size);
       has_loss = true;
