@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -82,6 +83,16 @@ inline torchfit::Registry& registry() {
 inline std::shared_ptr<torchfit::Callback> make_callback(const std::string& name, const std::vector<std::string>& args) {
   auto& reg = registry();
   return reg.make_callback(name, reg.parse_options(reg.find(name, torchfit::PluginKind::Callback), args));
+}
+
+/// What `body` threw (its what()), or "no error".
+inline std::string error_of(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "no error";
 }
 
 /// Use as BOOST_GLOBAL_FIXTURE(test::CaptureLogs): torchfit's messages go to log_capture().

@@ -215,6 +215,132 @@ void report(const Workload& w, const Samples& samples, const std::map<char, doub
   }
 }
 
+// ---- images: a per-sample transform gathered by workers, against batches ready in memory ----
+
+// 28x28 grey images kept as bytes (like Fashion-MNIST's files), turned into float per sample.
+struct ByteImages : tf::Dataset {
+  torch::Tensor images, labels;  // [N, 1, 28, 28] uint8, [N] int64
+  int64_t size() const override { return images.size(0); }
+  tf::Sample get(int64_t i) const override {
+    tf::Sample s;
+    s.add_input("x", images[i].to(torch::kFloat).div_(255));
+    s.add_target("y", labels[i].clone());
+    return s;
+  }
+  std::string name() const override { return "bench images"; }
+};
+
+// A bright 8x8 block whose place is the class, on noise: learnable, so val_acc means something.
+std::shared_ptr<ByteImages> byte_images(int64_t n, uint64_t seed) {
+  auto gen = tf::compat::make_generator(seed);
+  auto ds = std::make_shared<ByteImages>();
+  ds->labels = torch::randint(0, 10, {n}, gen, torch::kLong);
+  auto img = torch::randint(0, 120, {n, 1, 28, 28}, gen, torch::kLong);
+  const auto* lab = ds->labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = 2 + (lab[i] / 5) * 12, c = 1 + (lab[i] % 5) * 5;
+    img[i][0].narrow(0, r, 8).narrow(1, c, 6).add_(130);
+  }
+  ds->images = img.clamp(0, 255).to(torch::kByte);
+  return ds;
+}
+
+torch::nn::Sequential cnn_net() {
+  namespace nn = torch::nn;
+  return nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 16, 3).padding(1)), nn::ReLU(), nn::MaxPool2d(2),
+                        nn::Conv2d(nn::Conv2dOptions(16, 32, 3).padding(1)), nn::ReLU(), nn::MaxPool2d(2),
+                        nn::Flatten(), nn::Linear(32 * 7 * 7, 10));
+}
+
+std::vector<tf::Transform> image_transforms() {
+  return {tf::transforms::random_horizontal_flip(0.5), tf::transforms::random_crop(2),
+          tf::transforms::normalize({0.3}, {0.3})};
+}
+
+// Time between one training batch's end and the next one's start (the loader's next batch,
+// waited for) and from a batch's start to its end (the step), summed over the fit.
+struct WaitMeter : tf::Callback {
+  Clock::time_point mark;
+  double wait = 0, step = 0;
+  void on_train_epoch_begin(tf::Context&) override { mark = Clock::now(); }
+  void on_train_batch_begin(tf::Context&) override {
+    const auto t = Clock::now();
+    wait += std::chrono::duration<double>(t - mark).count();
+    mark = t;
+  }
+  void on_train_batch_end(tf::Context&) override {
+    const auto t = Clock::now();
+    step += std::chrono::duration<double>(t - mark).count();
+    mark = t;
+  }
+};
+
+void bench_images(tf::Registry& registry, int64_t samples, int64_t epochs, int reps, int64_t workers_fit) {
+  const int64_t batch = 64;
+  const auto train = byte_images(samples, 11), val_bytes = byte_images(std::max<int64_t>(samples / 6, batch), 12);
+  // Validation is the same ready tensors for both loops.
+  const auto val_x = (val_bytes->images.to(torch::kFloat) / 255 - 0.3) / 0.3;
+  const tf::TensorDataset val(val_x, val_bytes->labels);
+
+  std::printf("\nimages: %lld samples of 1x28x28 bytes, batch %lld, per-sample transforms (flip, crop with padding 2, "
+              "normalize), %d repetitions\n",
+              static_cast<long long>(samples), static_cast<long long>(batch), reps);
+  // The loader alone: one epoch gathered and transformed, nothing trained.
+  for (int64_t workers : {0, 1, 2}) {
+    std::vector<double> rate;
+    for (int r = 0; r < reps; ++r) {
+      tf::DataLoader loader(train, tf::LoaderOptions(batch).shuffle(true).seed(3).workers(workers).transforms(image_transforms()));
+      const auto start = Clock::now();
+      int64_t n = 0;
+      for (const auto& b : loader.epoch(static_cast<uint64_t>(r))) n += b.size();
+      rate.push_back(static_cast<double>(n) / seconds_since(start));
+    }
+    std::printf("  loader, %lld worker%s: %.0f samples/s (median)\n", static_cast<long long>(workers),
+                workers == 1 ? "" : "s", median(rate));
+  }
+  if (epochs <= 0) return;
+
+  // A: the hand loop over batches ready in memory (the transformed images of epoch 0, made
+  // before the timing). E: fit() over the dataset, transforms applied by the loader's workers.
+  std::vector<torch::Tensor> xs;
+  for (const auto& b : tf::DataLoader(train, tf::LoaderOptions(batch).workers(2).transforms(image_transforms())).epoch(0)) {
+    xs.push_back(b.input());
+  }
+  const auto ready_x = torch::cat(xs);
+  std::vector<double> a_wall, e_wall, paired, wait_share;
+  double a_acc = 0, e_acc = 0;
+  for (int r = 0; r < reps + 1; ++r) {  // the first repetition warms up and is not counted
+    torch::manual_seed(2);
+    auto a_net = cnn_net();
+    torch::optim::Adam a_opt(a_net->parameters(), torch::optim::AdamOptions(1e-3));
+    Meter a_meter("images A");
+    auto hand = bench::hand_loop(a_net, a_opt, ready_x, train->labels, val.features(), val.targets(), epochs, batch, 2, 10);
+    const double a = a_meter.stop().wall;
+
+    torch::manual_seed(2);
+    auto e_net = cnn_net();
+    auto e_opt = std::make_shared<torch::optim::Adam>(e_net->parameters(), torch::optim::AdamOptions(1e-3));
+    tf::Trainer trainer(e_net, torch::nn::CrossEntropyLoss(), registry.make_metrics({"accuracy"}), e_opt);
+    trainer.to(torch::kCPU);
+    auto meter = std::make_shared<WaitMeter>();
+    tf::DataLoader loader(train, tf::LoaderOptions(batch).shuffle(true).seed(2).workers(workers_fit).transforms(image_transforms()));
+    Meter e_meter("images E");
+    auto h = trainer.fit(loader, tf::DataLoader(val, batch), tf::FitOptions().epochs(epochs).callbacks({meter}));
+    const double e = e_meter.stop().wall;
+    if (r == 0) continue;
+    a_wall.push_back(a);
+    e_wall.push_back(e);
+    paired.push_back(e / a);
+    wait_share.push_back(meter.get()->wait / meter.get()->step);
+    a_acc = hand.val_acc;
+    e_acc = h.back().at("val_accuracy");
+  }
+  std::printf("  A hand-written loop, batches ready in memory:  %.4f s (val_acc %.4f)\n", median(a_wall), a_acc);
+  std::printf("  E fit(), transforms in %lld workers:            %.4f s (val_acc %.4f)  E/A %.3f, paired %.3f\n",
+              static_cast<long long>(workers_fit), median(e_wall), e_acc, median(e_wall) / median(a_wall), median(paired));
+  std::printf("  E waited for data %.2f%% of its step time (median)\n", 100 * median(wait_share));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -225,6 +351,9 @@ int main(int argc, char** argv) {
       ("mlp-epochs", po::value<int64_t>()->default_value(3), "MLP epochs (0: skip the MLP)")        //
       ("mlp-samples", po::value<int64_t>()->default_value(60000), "MLP training samples")          //
       ("variants", po::value<std::string>()->default_value("ABCD"), "which of A B C D to run (D: ring only)")  //
+      ("image-epochs", po::value<int64_t>()->default_value(1), "CNN epochs over transformed images (0: the loader's throughput only; -1: skip images)")  //
+      ("image-samples", po::value<int64_t>()->default_value(6000), "image training samples")                  //
+      ("image-workers", po::value<int64_t>()->default_value(2), "loader workers for fit() over the images")  //
       ("loops-only", "only the loops: no checkpoint, plugin listing or peak-RSS measures")          //
       ("raw", "also print every timed run")                                                       //
       ("smoke", "tiny sizes, one repetition: checks that the benchmark runs")                     //
@@ -334,6 +463,11 @@ int main(int argc, char** argv) {
       std::printf("  per-hook dispatch: %.1f ns wall, %.1f ns CPU per callback per hook (D-B over %lld calls)\n",
                   per_call(&Sample::wall), per_call(&Sample::cpu), static_cast<long long>(calls));
     }
+  }
+
+  if (vm["image-epochs"].as<int64_t>() >= 0 && setup.device.is_cpu()) {
+    bench_images(registry, smoke ? 256 : vm["image-samples"].as<int64_t>(), smoke ? 1 : vm["image-epochs"].as<int64_t>(),
+                 reps, vm["image-workers"].as<int64_t>());
   }
 
   if (vm.count("loops-only")) {

@@ -118,6 +118,9 @@ po::options_description command_options(const std::string& command) {
         ("pin-memory", po::value<bool>()->value_name("BOOL")->default_value(false)->implicit_value(true),
          "on a GPU: keep the data in pinned host memory and copy each batch asynchronously, for data larger "
          "than the GPU's memory (default: the data is copied to the GPU once)")  //
+        ("workers", po::value<std::string>()->value_name("N")->default_value("auto"),
+         "threads that gather the next batches while the net trains; auto: none for in-memory data, else half "
+         "the cores (1 to 4); the same results for any number")  //
         ("clip-grad-value", po::value<double>()->default_value(0.0),
          "clamp every gradient element to [-X, X] (0: off)")  //
         ("resume", po::value<std::string>()->value_name("STATE")->implicit_value(""),

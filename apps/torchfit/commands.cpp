@@ -54,6 +54,22 @@ CsvOptions csv_options(const Invocation& inv) {
 }
 
 // A labelled CSV file, with the targets as the model trains on them.
+// --workers: "auto" (suggested_workers) or a count from 0 to 64.
+int64_t parse_workers(const std::string& value, const Dataset& data, const LoaderOptions& options) {
+  if (value == "auto") return suggested_workers(data, options);
+  size_t used = 0;
+  int64_t n = -1;
+  try {
+    n = std::stoll(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != value.size() || n < 0 || n > 64) {
+    throw ConfigError("--workers takes auto or a number of threads from 0 to 64, got '" + value + "'");
+  }
+  return n;
+}
+
 TensorDataset read_labelled(ModelPlugin& model, const fs::path& file, const CsvOptions& options) {
   if (options.target.empty()) {
     std::string first_line;
@@ -281,13 +297,16 @@ int run_train(Invocation& inv) {
                         ". Resume without those options, or train without --resume to start a new run");
     }
   }
+  // Checked before any file is written.
+  const bool pin = inv.options["pin-memory"].as<bool>();
+  auto train_options = LoaderOptions(s.batch_size).shuffle(true).seed(s.seed).pin_memory(pin);
+  const int64_t workers = parse_workers(inv.options["workers"].as<std::string>(), s.data.train, train_options);
   if (rank0) atomic_write_text(config_path, [&](std::ostream& out) { out << settings; });
   install_stop_signal_handlers();
 
   Trainer trainer(s.net, s.model->make_loss(), s.metrics, optimizer);
-  const bool pin = inv.options["pin-memory"].as<bool>();
-  DataLoader train(s.data.train, LoaderOptions(s.batch_size).shuffle(true).seed(s.seed).pin_memory(pin));
-  DataLoader val(s.data.val, LoaderOptions(s.batch_size).pin_memory(pin));
+  DataLoader train(s.data.train, train_options.workers(workers));
+  DataLoader val(s.data.val, LoaderOptions(s.batch_size).pin_memory(pin).workers(workers));
   auto save_history = [&](const History& h) {
     if (history_path.extension() == ".json") {
       h.to_json(history_path);

@@ -13,6 +13,12 @@
 
 namespace torchfit {
 
+int64_t suggested_workers(const Dataset& dataset, const LoaderOptions& options) {
+  if (dynamic_cast<const TensorDataset*>(&dataset) && options.transforms().empty()) return 0;
+  const int64_t cores = std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
+  return std::clamp<int64_t>(cores / 2, 1, 4);
+}
+
 DataLoader::DataLoader(TensorDataset dataset, LoaderOptions options)
     : DataLoader(std::make_shared<const TensorDataset>(std::move(dataset)), std::move(options)) {}
 

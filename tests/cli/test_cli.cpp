@@ -209,6 +209,20 @@ BOOST_AUTO_TEST_CASE(main_job_linear_regression_and_predict) {
   BOOST_TEST(json_value(e.out, "val_mae") < 1.8);
 }
 
+BOOST_AUTO_TEST_CASE(any_number_of_workers_gives_the_same_run) {
+  test::TempDir a, b;
+  BOOST_REQUIRE(run_torchfit("train --model dnn_binary --epochs 3 --quiet --workers 0", a.path).rc == 0);
+  BOOST_REQUIRE(run_torchfit("train --model dnn_binary --epochs 3 --quiet --workers 3", b.path).rc == 0);
+  const auto ha = torchfit::read_numeric_csv(a / "history.csv"), hb = torchfit::read_numeric_csv(b / "history.csv");
+  BOOST_REQUIRE(ha.header == hb.header);
+  const auto time = std::find(ha.header.begin(), ha.header.end(), "time") - ha.header.begin();
+  auto without_time = [&](const torch::Tensor& v) {
+    return torch::cat({v.narrow(1, 0, time), v.narrow(1, time + 1, v.size(1) - time - 1)}, 1);
+  };
+  BOOST_TEST(torch::equal(without_time(ha.values), without_time(hb.values)));
+  BOOST_TEST(has(test::read_file(b / "checkpoint.ini"), "workers = 3"));
+}
+
 BOOST_AUTO_TEST_CASE(config_file_and_resolved_settings_repeat_a_run) {
   test::TempDir dir;
   test::write_file(dir / "run.ini",
@@ -258,6 +272,7 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       {"train --model dnn_binary --metrics acc,aucc", "unknown metric 'aucc'; did you mean"},
       {"train --model dnn_binary --epoch 3", "unknown option 'epoch' for 'train'; did you mean '--epochs'?"},
       {"train --model dnn_binary --frobnicate 3", "unknown option 'frobnicate' for 'train'. See: torchfit train --help"},
+      {"train --model dnn_binary --workers many", "--workers takes auto or a number of threads from 0 to 64, got 'many'"},
       {"train --model dnn_binary --early_stopping.patiense 3", "did you mean 'early_stopping.patience'?"},
       {"train --model dnn_binary --callbacks none --early_stopping.patience 3",
        "belongs to plugin 'early_stopping', which this command does not load"},

@@ -155,15 +155,7 @@ bool same(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>&
   return true;
 }
 
-template <typename Body>
-std::string error_of(Body&& body) {
-  try {
-    body();
-  } catch (const tf::DataError& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test::error_of;
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(fields_are_read_by_name_and_position_and_say_what_is_there) {
@@ -323,6 +315,8 @@ BOOST_AUTO_TEST_CASE(a_sample_that_throws_in_a_worker_is_one_clear_error_and_not
     });
     BOOST_TEST(msg == "numbers failed on sample 37: cannot read record 37");
     BOOST_TEST(delivered == 9);  // the batches before the failing one arrive, in order
+    BOOST_CHECK_THROW(
+        for (const auto& b : tf::DataLoader(ds, tf::LoaderOptions(4).workers(workers)).epoch(0)) (void)b, tf::DataError);
   }
   // Leaving an epoch early stops the workers: they gather a few batches ahead, not the epoch.
   ds->throws = -1;

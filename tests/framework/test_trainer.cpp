@@ -527,14 +527,6 @@ tf::TensorDataset two_targets(int64_t n, uint64_t seed) {
                                .add_target("reg", x.sum(1, true)));
 }
 
-std::string message_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "no error";
-}
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_net_of_two_inputs_trains_by_position_or_by_name) {
@@ -557,7 +549,7 @@ BOOST_AUTO_TEST_CASE(a_net_of_two_inputs_trains_by_position_or_by_name) {
   }
   // A batch with one input for a net of two: the message names both.
   tf::Trainer trainer{tf::Net(TwoInputs()), torch::nn::MSELoss()};
-  const auto msg = message_of([&] { trainer.evaluate(tf::DataLoader(regression_data(8, 1), 4)); });
+  const auto msg = test::error_of([&] { trainer.evaluate(tf::DataLoader(regression_data(8, 1), 4)); });
   BOOST_TEST(msg.find("the net's forward takes 2 inputs but the batch has 1 (x [4, 2] Float, y [4, 1] Float (target))") !=
                  std::string::npos,
              msg);
@@ -593,7 +585,7 @@ BOOST_AUTO_TEST_CASE(several_outputs_have_their_own_losses_metrics_and_columns) 
     BOOST_TEST(last.at("val_reg_mae") == mae, boost::test_tools::tolerance(1e-6));
     BOOST_TEST(last.at("val_loss") == ce + 0.5 * mse, boost::test_tools::tolerance(1e-6));
     BOOST_TEST((trainer.higher_is_better("val_reg_loss") == std::optional<bool>(false)));
-    BOOST_TEST(message_of([&] { trainer.predict(tf::DataLoader(val, 7)); }).find("use predict_outputs()") !=
+    BOOST_TEST(test::error_of([&] { trainer.predict(tf::DataLoader(val, 7)); }).find("use predict_outputs()") !=
                std::string::npos);
   }
 }
@@ -602,23 +594,23 @@ BOOST_AUTO_TEST_CASE(outputs_losses_and_metrics_that_do_not_match_are_named) {
   const auto data = tf::DataLoader(two_targets(8, 1), 4);
   // One loss for a net of two outputs.
   tf::Trainer one(tf::Net(TwoHeads()).output_names({"cls", "reg"}), torch::nn::MSELoss());
-  auto msg = message_of([&] { one.evaluate(data); });
+  auto msg = test::error_of([&] { one.evaluate(data); });
   BOOST_TEST(msg.find("the net returned 2 outputs (cls [4, 3] Float, reg [4, 1] Float) but the trainer has one loss") !=
                  std::string::npos,
              msg);
   // A loss for an output the net does not have; a target the batch does not have.
   tf::Trainer typo(tf::Net(TwoHeads()).output_names({"cls", "reg"}),
                    tf::Losses{{"class", torch::nn::CrossEntropyLoss(), 1.0, ""}});
-  msg = message_of([&] { typo.evaluate(data); });
+  msg = test::error_of([&] { typo.evaluate(data); });
   BOOST_TEST(msg.find("the loss is for output 'class', but the net returned (cls [4, 3] Float, reg [4, 1] Float)") !=
                  std::string::npos,
              msg);
   tf::Trainer no_target(tf::Net(TwoHeads()).output_names({"cls", "reg"}),
                         tf::Losses{{"cls", torch::nn::CrossEntropyLoss(), 1.0, "label"}});
-  msg = message_of([&] { no_target.evaluate(data); });
+  msg = test::error_of([&] { no_target.evaluate(data); });
   BOOST_TEST(msg.find("needs the target field 'label'") != std::string::npos, msg);
   // A metric that names no output; a wrong count of output names; a negative weight.
-  msg = message_of([&] {
+  msg = test::error_of([&] {
     tf::Trainer t(TwoHeads(), tf::Losses{{"cls", torch::nn::CrossEntropyLoss(), 1.0, ""}, {"reg", torch::nn::MSELoss(), 1.0, ""}},
                   {{"mae", std::make_shared<Mae>()}});
   });
@@ -684,16 +676,16 @@ BOOST_AUTO_TEST_CASE(custom_step_mistakes_are_named) {
   step->return_loss = false;
   tf::Trainer trainer(tf::Net(lin), step);
   const auto data = tf::DataLoader(regression_data(6, 1), 3);
-  auto msg = message_of([&] { trainer.fit(data, tf::FitOptions().epochs(1).device(torch::kCPU)); });
+  auto msg = test::error_of([&] { trainer.fit(data, tf::FitOptions().epochs(1).device(torch::kCPU)); });
   BOOST_TEST(msg.find("train_step returned no \"loss\" (it returned mse)") != std::string::npos, msg);
-  msg = message_of([&] { trainer.fit(data, tf::FitOptions().epochs(1).accumulate(2)); });
+  msg = test::error_of([&] { trainer.fit(data, tf::FitOptions().epochs(1).accumulate(2)); });
   BOOST_TEST(msg.find("gradient accumulation is for the default step") != std::string::npos, msg);
   // ctx.backward() belongs to a custom step, not to a callback of the default one.
   struct Meddler : tf::Callback {
     void on_train_batch_end(tf::Context& ctx) override { ctx.backward(torch::ones({})); }
   };
   tf::Trainer plain(tf::Net(torch::nn::Linear(2, 1)), torch::nn::MSELoss());
-  msg = message_of([&] { plain.fit(data, tf::FitOptions().epochs(1).callbacks({std::make_shared<Meddler>()})); });
+  msg = test::error_of([&] { plain.fit(data, tf::FitOptions().epochs(1).callbacks({std::make_shared<Meddler>()})); });
   BOOST_TEST(msg.find("ctx.backward() is for a custom Step's train_step") != std::string::npos, msg);
   BOOST_CHECK_THROW(tf::Trainer(tf::Net(lin), std::shared_ptr<tf::Step>()), tf::ConfigError);
 }

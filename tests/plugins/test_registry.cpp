@@ -8,14 +8,7 @@ namespace tf = torchfit;
 namespace fs = std::filesystem;
 
 namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test::error_of;
 bool contains(const std::string& text, const std::string& part) {
   BOOST_TEST_INFO("text: " << text);
   return text.find(part) != std::string::npos;

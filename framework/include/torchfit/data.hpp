@@ -43,6 +43,11 @@ struct TORCHFIT_EXPORT LoaderOptions {
 
 class BatchStream;
 
+/// A sensible `workers` for `dataset` under `options`: 0 for in-memory tensors without
+/// per-sample transforms (one index_select per field: handing batches across threads would
+/// cost more), else half the cores, from 1 to 4. The runner's `--workers auto`.
+TORCHFIT_EXPORT int64_t suggested_workers(const Dataset& dataset, const LoaderOptions& options);
+
 /// Cuts a dataset into batches: every sample exactly once per epoch (except the last partial
 /// batch with drop_last), in order or shuffled by (seed, epoch). A batch is always a copy: no
 /// callback or transform can write into the dataset through it. Without per-sample transforms
@@ -75,6 +80,11 @@ class TORCHFIT_EXPORT DataLoader {
    private:
     friend class DataLoader;
     friend class BatchStream;
+
+/// A sensible `workers` for `dataset` under `options`: 0 for in-memory tensors without
+/// per-sample transforms (one index_select per field: handing batches across threads would
+/// cost more), else half the cores, from 1 to 4. The runner's `--workers auto`.
+TORCHFIT_EXPORT int64_t suggested_workers(const Dataset& dataset, const LoaderOptions& options);
     Epoch(const DataLoader& loader, torch::Tensor order, uint64_t epoch)
         : loader_(std::make_shared<const DataLoader>(loader)), order_(std::move(order)), epoch_(epoch) {}
     Batch gather(int64_t index, const std::atomic<bool>* cancel) const;
