@@ -13,8 +13,8 @@ namespace torchfit {
 
 namespace detail {
 void torch_dataset_has_no_size(const std::string& name) {
-  throw DataError(name + " does not know its size (a stream dataset); torchfit reads map-style datasets, whose "
-                  "size() returns a number");
+  throw DataError(name + " does not know its size (a stream dataset): from_torch() takes map-style datasets, whose "
+                  "size() returns a number; read a stream through a torchfit::StreamDataset instead");
 }
 }  // namespace detail
 
@@ -39,6 +39,61 @@ Batch Dataset::get_batch(const torch::Tensor& indices) const {
   samples.reserve(ids.size());
   for (const int64_t i : ids) samples.push_back(sample(i));
   return collate(samples, ids, name());
+}
+
+// ---- Streams -------------------------------------------------------------------------------
+
+int64_t skip(StreamDataset::Reader& reader, int64_t count) {
+  int64_t skipped = 0;
+  while (skipped < count && reader.next()) ++skipped;
+  return skipped;
+}
+
+namespace {
+
+class GeneratedStream final : public StreamDataset {
+ public:
+  using Make = std::function<std::optional<Sample>(uint64_t, int64_t)>;
+  GeneratedStream(Make make, std::string name, std::optional<int64_t> size)
+      : make_(std::make_shared<Make>(std::move(make))), name_(std::move(name)), size_(size) {}
+
+  std::unique_ptr<Reader> open(uint64_t epoch, int64_t start) const override {
+    return std::make_unique<GeneratedReader>(make_, epoch, start);
+  }
+  std::string name() const override { return name_; }
+  std::optional<int64_t> size() const override { return size_; }
+
+ private:
+  class GeneratedReader final : public Reader {
+   public:
+    GeneratedReader(std::shared_ptr<const Make> make, uint64_t epoch, int64_t start)
+        : make_(std::move(make)), epoch_(epoch), index_(start) {}
+    std::optional<Sample> next() override {
+      if (done_) return std::nullopt;
+      auto s = (*make_)(epoch_, index_++);
+      done_ = !s;
+      return s;
+    }
+
+   private:
+    std::shared_ptr<const Make> make_;
+    uint64_t epoch_;
+    int64_t index_;
+    bool done_ = false;
+  };
+
+  std::shared_ptr<const Make> make_;
+  std::string name_;
+  std::optional<int64_t> size_;
+};
+
+}  // namespace
+
+std::shared_ptr<StreamDataset> generated_stream(std::function<std::optional<Sample>(uint64_t, int64_t)> make,
+                                                std::string name, std::optional<int64_t> size) {
+  if (!make) throw DataError("generated_stream needs a function that makes the samples");
+  if (size && *size < 1) throw DataError("a generated stream of " + std::to_string(*size) + " samples has none");
+  return std::make_shared<GeneratedStream>(std::move(make), std::move(name), size);
 }
 
 // ---- TensorDataset -------------------------------------------------------------------------

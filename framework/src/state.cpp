@@ -250,7 +250,7 @@ std::string Trainer::serialize_state(const Context& ctx, const Callbacks& callba
   archive.write("loader_batches", c10::IValue(train.num_batches()));
   // Data-parallel: the loader above is this process's shard; the whole set and the process
   // count let a resume with another count check the data.
-  archive.write("dataset_size", c10::IValue(train.dataset().size()));
+  archive.write("dataset_size", c10::IValue(train.dataset_size()));  // -1: a stream of unknown length
   archive.write("world_size", c10::IValue(static_cast<int64_t>(comm_ ? comm_->world_size() : 1)));
 
   // The model, its gradients mid-accumulation, the optimizer, the scheduler.
@@ -413,26 +413,34 @@ std::unique_ptr<Trainer::Resume> Trainer::open_state(const FitOptions& options, 
     if (saved_world != world) {
       // Another process count: each process's shard differs, so only an epoch's end is a
       // place both runs share.
-      if (archive.try_read("dataset_size", v) && v.toInt() != train.dataset().size()) {
+      if (archive.try_read("dataset_size", v) && v.toInt() != train.dataset_size()) {
         throw CheckpointError(where + " was written for " + std::to_string(v.toInt()) + " training samples, but this "
-                              "fit has " + std::to_string(train.dataset().size()) + "; resume with the same data");
+                              "fit has " + std::to_string(train.dataset_size()) + "; resume with the same data");
       }
       if (info.next_batch > 0 || info.validating) {
         throw CheckpointError(where + " was saved in the middle of epoch " + std::to_string(info.next_epoch) + " by " +
                               std::to_string(saved_world) + " process" + (saved_world == 1 ? "" : "es") +
                               "; resume it with that many (a state saved at an epoch's end resumes with any number)");
       }
+    } else if ((samples < 0) != (train.num_samples() < 0)) {
+      throw CheckpointError(where + " was written for " +
+                            (samples < 0 ? std::string("a stream of unknown length") : "a dataset of known size") +
+                            ", but this fit trains on " + (samples < 0 ? "a dataset of known size" : "a stream") +
+                            "; resume with the same data");
     } else if (samples != train.num_samples() || batches != train.num_batches()) {
       throw CheckpointError(where + " was written for " + std::to_string(samples) + " training samples in " +
                             std::to_string(batches) + " batches, but this fit has " +
                             std::to_string(train.num_samples()) + " in " + std::to_string(train.num_batches()) +
                             "; resume with the same data and batch size");
     }
-    if (train.options().shuffle() && seed != train.seed()) {
-      throw CheckpointError(where + " was written with shuffle seed " + std::to_string(seed) + ", but this loader has " +
+    // The seed orders a shuffled epoch and draws every transform's randomness.
+    const bool seeded = train.options().shuffle() || !train.options().transforms().empty() ||
+                        !train.options().batch_transforms().empty();
+    if (seeded && seed != train.seed()) {
+      throw CheckpointError(where + " was written with loader seed " + std::to_string(seed) + ", but this loader has " +
                             std::to_string(train.seed()) + "; resume with the same seed");
     }
-    if (info.next_batch > batches) {
+    if (batches >= 0 && info.next_batch > batches) {
       throw CheckpointError(where + " is damaged: it continues at batch " + std::to_string(info.next_batch) +
                             " of an epoch of " + std::to_string(batches));
     }

@@ -365,6 +365,8 @@ void Trainer::optimizer_step(Context& ctx, const Callbacks& callbacks, const Fit
 void Context::backward(const torch::Tensor& loss) { trainer_->step_backward(*this, loss); }
 void Context::step(torch::optim::Optimizer& optimizer) { trainer_->step_optimizer_from_step(*this, optimizer); }
 
+Outputs Step::predict_step(Context& ctx) { return ctx.net().forward(ctx.batch); }
+
 namespace {
 void need_train_step(const Context& ctx, const Step* step, const char* what) {
   if (!step || ctx.stage != Stage::Train) {
@@ -573,7 +575,8 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
   const auto batches = train.epoch(static_cast<uint64_t>(ctx.epoch - 1));
   bool window_skipped = false;  // data-parallel: a process skipped a batch of this step's window
   auto next = batches.begin_at(first);  // the loader's workers start here
-  for (int64_t i = first; i < ctx.num_batches; ++i, ++next) {
+  int64_t i = first;
+  for (; next != batches.end(); ++i, ++next) {
     ctx.batch = *next;
     ctx.batch_index = i;
     ctx.batch_size = ctx.batch.size();
@@ -594,7 +597,7 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
         (scaler_ ? scaler_->scale(loss) : loss).backward();
         TORCHFIT_DISPATCH(callbacks, ctx, on_after_backward);
       }
-      const bool boundary = (i + 1) % accumulate == 0 || i + 1 == ctx.num_batches;
+      const bool boundary = (i + 1) % accumulate == 0 || next.last();
       if (comm_) {
         // One round of collectives per step: the gradients averaged, and with them whether any
         // process skipped a batch of the window (then every process drops the step) or wants to
@@ -652,6 +655,7 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
   if (ctx.stop_now()) {
     return;
   }
+  ctx.num_batches = i;  // a stream's length is known now
   write_epoch_logs(ctx.logs, "train_");
   TORCHFIT_DISPATCH(callbacks, ctx, on_train_epoch_end);
 }
@@ -698,6 +702,7 @@ void Trainer::run_validation(Context& ctx, const DataLoader& data, const Callbac
       }
     }
   }
+  if (!ctx.stop_now()) ctx.num_batches = i;  // a stream's length is known now
   // A custom step that scores nothing in validation logs nothing (no NaN columns).
   if (!(step_ && sample_count_ == 0)) write_epoch_logs(ctx.logs, prefix);
   TORCHFIT_DISPATCH(callbacks, ctx, on_validation_end);
@@ -730,13 +735,15 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
     throw DataError("the training data is empty");
   }
   // The default step compares outputs with targets; a custom step decides what it needs.
-  if (!step_ && !train_in.dataset().sample(0).has_targets()) {
-    throw DataError("the training data has no targets (" + train_in.dataset().name() + ": " +
-                    train_in.dataset().sample(0).describe() + ")");
+  if (!step_) {
+    const Sample first = train_in.first_sample();
+    if (!first.has_targets()) {
+      throw DataError("the training data has no targets (" + train_in.data_name() + ": " + first.describe() + ")");
+    }
   }
   const bool has_val = static_cast<bool>(val_in);
-  if (has_val && !step_ && !val_in.dataset().sample(0).has_targets()) {
-    throw DataError("the validation data has no targets (" + val_in.dataset().name() + ")");
+  if (has_val && !step_ && !val_in.first_sample().has_targets()) {
+    throw DataError("the validation data has no targets (" + val_in.data_name() + ")");
   }
   if (step_ && options.accumulate() > 1) {
     throw ConfigError("gradient accumulation is for the default step; a custom step decides when it calls ctx.step()");
@@ -891,7 +898,7 @@ Logs Trainer::evaluate(const DataLoader& data_in, const Callbacks& callbacks) {
   if (!data_in) {
     throw DataError("the data to evaluate on is empty");
   }
-  if (!step_ && !data_in.dataset().sample(0).has_targets()) {
+  if (!step_ && !data_in.first_sample().has_targets()) {
     throw DataError("the data to evaluate on has no targets");
   }
   const DataLoader data = data_in.to(device_);
@@ -907,7 +914,7 @@ Outputs Trainer::predict_outputs(const DataLoader& data_in, const Callbacks& cal
   const DataLoader data = data_in.to(device_);
   Context ctx(*this);
   std::vector<Outputs> parts;
-  parts.reserve(static_cast<size_t>(data.num_batches()));
+  parts.reserve(static_cast<size_t>(std::max<int64_t>(0, data.num_batches())));
   guarded(callbacks, ctx, [&] {
     ctx.stage = Stage::Predict;
     ctx.num_batches = data.num_batches();
@@ -920,7 +927,12 @@ Outputs Trainer::predict_outputs(const DataLoader& data_in, const Callbacks& cal
       ctx.batch_size = batch.size();
       ctx.batch = batch;
       TORCHFIT_DISPATCH(callbacks, ctx, on_predict_batch_begin);
-      ctx.outputs = net_.forward(ctx.batch);
+      if (step_) {
+        ctx.outputs = step_->predict_step(ctx);
+      } else {
+        ctx.outputs = net_.forward(ctx.batch);
+      }
+      if (ctx.outputs.empty()) throw ConfigError("predict_step returned no outputs for batch " + std::to_string(ctx.batch_index));
       parts.push_back(ctx.outputs);
       TORCHFIT_DISPATCH(callbacks, ctx, on_predict_batch_end);
       release_batch(ctx);

@@ -379,3 +379,139 @@ BOOST_AUTO_TEST_CASE(subsets_and_splits_of_any_dataset) {
   BOOST_CHECK_THROW(tf::DataLoader(ds, tf::LoaderOptions(2).workers(-1)), tf::DataError);
   BOOST_CHECK_THROW(tf::DataLoader(ds, tf::LoaderOptions(2).prefetch(0)), tf::DataError);
 }
+
+// ---- streams ---------------------------------------------------------------------------------
+
+namespace {
+// Sample i is {"x": [i, i, i], "y": i}, read in order like lines of a file: a reader cannot
+// seek, so open() skips. `ends` samples per epoch (unknown to the loader); `throws` throws.
+struct Lines : tf::StreamDataset {
+  int64_t ends, throws = -1;
+  mutable std::atomic<int64_t> opens{0}, reads{0};
+  explicit Lines(int64_t ends) : ends(ends) {}
+  struct Reader : tf::StreamDataset::Reader {
+    const Lines* lines;
+    int64_t at = 0;
+    explicit Reader(const Lines* l) : lines(l) {}
+    std::optional<tf::Sample> next() override {
+      if (at >= lines->ends) return std::nullopt;
+      ++lines->reads;
+      if (at == lines->throws) throw std::runtime_error("line " + std::to_string(at) + " is cut short");
+      tf::Sample s;
+      s.add_input("x", torch::full({3}, static_cast<float>(at)));
+      s.add_target("y", torch::tensor(at));
+      ++at;
+      return s;
+    }
+  };
+  std::unique_ptr<tf::StreamDataset::Reader> open(uint64_t, int64_t start) const override {
+    ++opens;
+    auto r = std::make_unique<Reader>(this);
+    tf::skip(*r, start);
+    return r;
+  }
+  std::string name() const override { return "lines"; }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_stream_is_read_in_order_into_the_same_batches_for_any_worker_count) {
+  // The same samples as a map-style dataset read in order, with a random transform: the
+  // batches are equal (a stream's sample is seeded by its position, which in order is its index).
+  auto noisy = tf::LoaderOptions(4).seed(6).transforms({tf::transforms::gaussian_noise(1.0)});
+  const auto ref = all_batches(tf::DataLoader(std::make_shared<Numbers>(18), noisy), 1, "x");
+  BOOST_REQUIRE_EQUAL(ref.size(), 5u);
+  auto lines = std::make_shared<Lines>(18);
+  for (int64_t workers : {0, 1, 3}) {
+    for (int64_t prefetch : {1, 4}) {
+      BOOST_TEST_INFO("workers " << workers << ", prefetch " << prefetch);
+      auto opts = noisy;
+      tf::DataLoader loader(lines, opts.workers(workers).prefetch(prefetch));
+      BOOST_TEST(loader.num_batches() == -1);  // unknown until the stream ends
+      lines->reads = 0;
+      BOOST_TEST(same(all_batches(loader, 1, "x"), ref));
+      BOOST_TEST(lines->reads.load() == 18);  // each sample read once, nothing read past the end
+      // last() knows the final batch (reading ahead to find it); begin_at() and batch() resume.
+      std::vector<bool> last;
+      const auto epoch = loader.epoch(1);
+      for (auto it = epoch.begin(); it != epoch.end(); ++it) {
+        (void)*it;
+        last.push_back(it.last());
+      }
+      BOOST_TEST(last == std::vector<bool>({false, false, false, false, true}));
+      std::vector<torch::Tensor> rest;
+      for (auto it = epoch.begin_at(3); it != epoch.end(); ++it) rest.push_back((*it)["x"]);
+      BOOST_TEST(same(rest, std::vector<torch::Tensor>(ref.begin() + 3, ref.end())));
+      BOOST_TEST(torch::equal(epoch.batch(2)["x"], ref[2]));
+    }
+  }
+  // drop_last drops the partial batch; a batch size that divides the stream has no partial one.
+  BOOST_TEST(all_batches(tf::DataLoader(lines, tf::LoaderOptions(4).drop_last(true).workers(2)), 0, "x").size() == 4u);
+  BOOST_TEST(all_batches(tf::DataLoader(lines, tf::LoaderOptions(6).workers(2)), 0, "x").size() == 3u);
+  BOOST_TEST(all_batches(tf::DataLoader(lines, tf::LoaderOptions(6)), 0, "x").size() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(a_generated_stream_seeks_at_once_and_a_known_size_is_checked) {
+  auto make = [](uint64_t epoch, int64_t i) -> std::optional<tf::Sample> {
+    if (i >= 10) return std::nullopt;
+    tf::Rng rng(tf::Rng::seed_for(3, epoch, static_cast<uint64_t>(i)));
+    tf::Sample s;
+    s.add_input("x", torch::tensor({static_cast<float>(rng.uniform())}));
+    s.add_target("y", torch::tensor(i));
+    return s;
+  };
+  tf::DataLoader unknown(tf::generated_stream(make), tf::LoaderOptions(3).workers(2));
+  tf::DataLoader sized(tf::generated_stream(make, "ten", 10), tf::LoaderOptions(3));
+  BOOST_TEST(unknown.num_batches() == -1);
+  BOOST_TEST(sized.num_batches() == 4);
+  BOOST_TEST(sized.num_samples() == 10);
+  BOOST_TEST(same(all_batches(unknown, 2, "x"), all_batches(sized, 2, "x")));
+  BOOST_TEST(!same(all_batches(sized, 2, "x"), all_batches(sized, 3, "x")));  // each epoch its own data
+  // A stream whose size() promises more than it gives is an error, not a short epoch.
+  tf::DataLoader liar(tf::generated_stream(make, "liar", 12), tf::LoaderOptions(5).workers(1));
+  BOOST_TEST(error_of([&] { all_batches(liar, 0, "x"); }) ==
+             "liar ended after 10 samples in epoch 1, but its size() says 12");
+  // A sized stream is read up to its size.
+  tf::DataLoader six(tf::generated_stream(make, "six", 6), tf::LoaderOptions(4));
+  BOOST_TEST(all_batches(six, 0, "y").back().size(0) == 2);
+}
+
+BOOST_AUTO_TEST_CASE(a_stream_that_fails_is_one_clear_error_and_nothing_hangs) {
+  auto lines = std::make_shared<Lines>(400);
+  lines->throws = 37;
+  for (int64_t workers : {0, 1, 3}) {
+    BOOST_TEST_INFO("workers " << workers);
+    int64_t delivered = 0;
+    const auto msg = error_of([&] {
+      for (const auto& b : tf::DataLoader(lines, tf::LoaderOptions(4).workers(workers)).epoch(0)) {
+        (void)b;
+        ++delivered;
+      }
+    });
+    BOOST_TEST(msg == "lines failed on sample 37 of epoch 1: line 37 is cut short");
+    BOOST_TEST(delivered == 9);
+  }
+  // Leaving early stops the workers and the reading.
+  lines->throws = -1;
+  lines->reads = 0;
+  {
+    tf::DataLoader loader(lines, tf::LoaderOptions(4).workers(2).prefetch(2));
+    for (const auto& b : loader.epoch(0)) {
+      (void)b;
+      break;
+    }
+  }
+  BOOST_TEST(lines->reads.load() <= 4 * (1 + 2 * 2 + 2));
+  // What a stream cannot do is refused by name.
+  BOOST_TEST(error_of([&] { tf::DataLoader(lines, tf::LoaderOptions(4).shuffle(true)); }).find(
+                 "lines is a stream, read in order: the loader cannot shuffle it") == 0);
+  tf::DataLoader loader(lines, 4);
+  BOOST_TEST(error_of([&] { loader.shard(0, 2, true); }).find("lines is a stream: data-parallel training shards "
+                                                              "map-style datasets only") == 0);
+  BOOST_TEST(error_of([&] { loader.dataset(); }) == "lines is a stream, not a map-style dataset");
+  BOOST_TEST(loader.first_sample().describe() == Numbers(1).get(0).describe());
+  auto empty = std::make_shared<Lines>(0);
+  BOOST_TEST(error_of([&] { all_batches(tf::DataLoader(empty, 4), 0, "x"); }) == "lines has no samples in epoch 1");
+  BOOST_TEST(error_of([&] { tf::DataLoader(empty, 4).first_sample(); }) == "lines has no samples (its first epoch is empty)");
+  BOOST_TEST(error_of([&] { all_batches(tf::DataLoader(std::make_shared<Lines>(3), tf::LoaderOptions(4).drop_last(true)), 0, "x"); }) ==
+             "lines has 3 samples in epoch 1, fewer than one batch of 4 with drop_last; lower the batch size");
+}

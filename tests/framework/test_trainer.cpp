@@ -689,3 +689,31 @@ BOOST_AUTO_TEST_CASE(custom_step_mistakes_are_named) {
   BOOST_TEST(msg.find("ctx.backward() is for a custom Step's train_step") != std::string::npos, msg);
   BOOST_CHECK_THROW(tf::Trainer(tf::Net(lin), std::shared_ptr<tf::Step>()), tf::ConfigError);
 }
+
+BOOST_AUTO_TEST_CASE(predict_runs_the_steps_predict_step_or_the_net) {
+  torch::nn::Linear lin(2, 1);
+  auto step = std::make_shared<TwoPassStep>(lin.ptr());
+  tf::Trainer trainer(tf::Net(lin), step);
+  const auto data = tf::DataLoader(regression_data(7, 1), 3);
+  // By default predict_step is the net's forward.
+  const auto expected = lin->forward(regression_data(7, 1).features()).detach();
+  BOOST_TEST(torch::allclose(trainer.predict(data), expected));
+  // A step of its own: here the net's output and its square, as two outputs.
+  struct Squares : TwoPassStep {
+    using TwoPassStep::TwoPassStep;
+    tf::Outputs predict_step(tf::Context& ctx) override {
+      const auto y = net->forward(ctx.batch.input());
+      return tf::Outputs().add("y", y, tf::Role::Output).add("y2", y * y, tf::Role::Output);
+    }
+  };
+  tf::Trainer squares(tf::Net(lin), std::make_shared<Squares>(lin.ptr()));
+  const auto out = squares.predict_outputs(data);
+  BOOST_TEST(out.count() == 2u);
+  BOOST_TEST(torch::allclose(out["y2"], expected * expected));
+  struct Nothing : TwoPassStep {
+    using TwoPassStep::TwoPassStep;
+    tf::Outputs predict_step(tf::Context&) override { return {}; }
+  };
+  tf::Trainer nothing(tf::Net(lin), std::make_shared<Nothing>(lin.ptr()));
+  BOOST_TEST(test::error_of([&] { nothing.predict(data); }) == "predict_step returned no outputs for batch 0");
+}

@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE resume
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <csignal>
 
 #include "../support.hpp"
@@ -216,6 +217,76 @@ BOOST_AUTO_TEST_CASE(workers_and_random_transforms_resume_exactly_with_another_w
   const auto resumed = second.trainer->fit(second.train, second.val, second.options);
   check_same_rows(resumed, expected);
   check_same_weights(second.trainer->net(), ref.trainer->net());
+}
+
+// The rows of a dataset read in order like a file: the reader cannot seek (a resume skips),
+// and the loader is not told the length.
+struct RowStream : tf::StreamDataset {
+  tf::TensorDataset rows;
+  mutable std::atomic<int64_t> skipped{0};
+  explicit RowStream(tf::TensorDataset r) : rows(std::move(r)) {}
+  struct Reader : tf::StreamDataset::Reader {
+    const tf::TensorDataset* rows;
+    int64_t at = 0;
+    explicit Reader(const tf::TensorDataset* r) : rows(r) {}
+    std::optional<tf::Sample> next() override {
+      if (at >= rows->size()) return std::nullopt;
+      return rows->get(at++);
+    }
+  };
+  std::unique_ptr<tf::StreamDataset::Reader> open(uint64_t, int64_t start) const override {
+    auto r = std::make_unique<Reader>(&rows);
+    skipped += tf::skip(*r, start);
+    return r;
+  }
+  std::string name() const override { return "row stream"; }
+};
+
+BOOST_AUTO_TEST_CASE(a_stream_of_unknown_length_trains_like_its_rows_and_resumes_exactly) {
+  // The training rows in order, with noise drawn per sample, in 16s: as a map-style dataset,
+  // and as a stream read by 2 workers. Accumulating 3 batches makes the epoch's last, partial
+  // window matter (the stream must know its last batch to step there).
+  auto opts = [](int64_t workers) {
+    return tf::LoaderOptions(16).seed(5).workers(workers).transforms({tf::transforms::gaussian_noise(0.3)});
+  };
+  auto as_stream = [&](Run r, int64_t workers) {
+    const auto& rows = dynamic_cast<const tf::TensorDataset&>(r.train.dataset());
+    r.train = tf::DataLoader(std::make_shared<RowStream>(rows), opts(workers));
+    return r;
+  };
+  auto in_order = [&](Run r) {
+    r.train = tf::DataLoader(r.train.dataset_ptr(), opts(0));
+    return r;
+  };
+  test::TempDir map_dir, ref_dir, dir;
+  auto map_run = in_order(make_run(map_dir, 1, 3, std::make_shared<Interrupter>("none", 0, 0), 3));
+  const auto map_history = map_run.trainer->fit(map_run.train, map_run.val, map_run.options);
+  auto ref = as_stream(make_run(ref_dir, 1, 3, std::make_shared<Interrupter>("none", 0, 0), 3), 2);
+  const auto expected = ref.trainer->fit(ref.train, ref.val, ref.options);
+  check_same_rows(expected, map_history);
+  check_same_weights(ref.trainer->net(), map_run.trainer->net());
+
+  tf::install_stop_signal_handlers();
+  tf::clear_stop_signal();
+  auto first = as_stream(make_run(dir, 1, 3, std::make_shared<Interrupter>("train_batch", 2, 4), 3), 3);
+  first.trainer->fit(first.train, first.val, first.options);
+  BOOST_TEST(first.trainer->interrupted_by() == SIGINT);
+  tf::clear_stop_signal();
+  test::TempDir other;
+  fs::copy_file(dir / "run.state", other / "mid.state");
+  auto second = as_stream(make_run(dir, 8, 3, std::make_shared<Interrupter>("none", 0, 0), 3), 0);
+  second.options.resume_from(dir / "run.state");
+  const auto resumed = second.trainer->fit(second.train, second.val, second.options);
+  check_same_rows(resumed, expected);
+  check_same_weights(second.trainer->net(), ref.trainer->net());
+  // The resume read from the first batch not trained: 5 batches of 16 were skipped.
+  BOOST_TEST(dynamic_cast<const RowStream&>(*second.train.stream_ptr()).skipped.load() == 5 * 16);
+  // A stream's state cannot resume a fit over a dataset of known size (nor the reverse).
+  auto map_again = in_order(make_run(other, 8, 3, std::make_shared<Interrupter>("none", 0, 0), 3));
+  map_again.options.resume_from(other / "mid.state");
+  BOOST_TEST(test::error_of([&] { map_again.trainer->fit(map_again.train, map_again.val, map_again.options); })
+                 .find("was written for a stream of unknown length, but this fit trains on a dataset of known size") !=
+             std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(per_output_losses_resume_exactly_in_the_middle_of_an_epoch) {

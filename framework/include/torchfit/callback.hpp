@@ -45,7 +45,9 @@ class TORCHFIT_EXPORT Context {
   int64_t global_step = 0;  ///< optimizer steps taken so far in this fit
   int64_t batch_index = 0;  ///< 0-based batch in the current loop (in on_train_epoch_begin: the first to train)
   int64_t batch_size = 0;   ///< samples in the current batch
-  int64_t num_batches = 0;  ///< batches in the current loop
+  /// Batches in the current loop; -1 while a stream of unknown length is read (its count once
+  /// the loop ended, from on_train_epoch_end / on_validation_end on).
+  int64_t num_batches = 0;
   /// True when this fit continues a run saved in a state file (FitOptions::resume_from).
   /// On a resume on_fit_begin runs first, then every callback's load_state_dict; an epoch
   /// that was cut short starts again at on_epoch_begin, its first batch being the first not

@@ -1,10 +1,12 @@
-// Datasets: the map-style interface (size + one sample by index), in-memory tensors, subsets, LibTorch's own datasets.
+// Datasets: the map-style interface (size + one sample by index), in-memory tensors, subsets, LibTorch's own datasets; streams.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -42,6 +44,49 @@ class TORCHFIT_EXPORT Dataset {
   /// is read instead.
   virtual std::shared_ptr<const Dataset> on_device(torch::Device device) const { return nullptr; }
 };
+
+/// An iterable (streaming) dataset, like torch.utils.data.IterableDataset: samples read in
+/// order, their number possibly unknown until the stream ends (a file larger than memory,
+/// data generated on the fly). Every epoch opens a reader of its own; the loader reads it from
+/// one thread at a time, in order, while its workers transform and stack what was read.
+///
+/// Resume: open(epoch, start) must give what an uninterrupted read of epoch `epoch` gives from
+/// position `start` on. A stream that cannot seek reads and drops `start` samples (skip()),
+/// which is exact whenever each epoch reads the same way every time it is opened (a file; data
+/// generated from a seed and the epoch). A stream is never shuffled by the loader (shuffle
+/// inside it, seeded by the epoch) and cannot be sharded for data-parallel training.
+class TORCHFIT_EXPORT StreamDataset {
+ public:
+  class TORCHFIT_EXPORT Reader {
+   public:
+    virtual ~Reader() = default;
+    /// The next sample (its fields without the sample dimension), or nothing at the epoch's end.
+    virtual std::optional<Sample> next() = 0;
+  };
+  virtual ~StreamDataset() = default;
+  /// A reader of epoch `epoch` (0-based) positioned at sample `start` of that epoch. Called
+  /// from any thread; the reader it returns is used by one thread at a time.
+  virtual std::unique_ptr<Reader> open(uint64_t epoch, int64_t start) const = 0;
+  /// How messages name this stream.
+  virtual std::string name() const { return "stream"; }
+  /// Samples per epoch when known (then progress bars and schedules know the epoch's length,
+  /// and an epoch is the first size() samples; a stream that ends sooner is an error). Unknown
+  /// by default: an epoch ends where the reader does.
+  virtual std::optional<int64_t> size() const { return std::nullopt; }
+};
+
+/// Reads and drops up to `count` samples of `reader` (a stream that cannot seek, positioned
+/// for a resume); returns how many there were.
+TORCHFIT_EXPORT int64_t skip(StreamDataset::Reader& reader, int64_t count);
+
+/// A stream whose sample `index` of epoch `epoch` is `make(epoch, index)`, the epoch ending
+/// where it returns nothing (or after `size` samples, when given): data generated on the fly,
+/// never held in memory. `make` is called from one thread at a time and must depend on
+/// (epoch, index) only (draw from Rng(Rng::seed_for(seed, epoch, index))), which makes the
+/// stream seek at once and a resume exact.
+TORCHFIT_EXPORT std::shared_ptr<StreamDataset> generated_stream(
+    std::function<std::optional<Sample>(uint64_t epoch, int64_t index)> make, std::string name = "generated stream",
+    std::optional<int64_t> size = std::nullopt);
 
 /// Fields whose first dimension is the sample index, all in memory: `TensorDataset(x, y)` for
 /// the classic pair (fields "x" and "y"), or named fields for several inputs and targets.

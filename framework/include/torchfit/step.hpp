@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "torchfit/export.hpp"
+#include "torchfit/net.hpp"
 
 namespace torchfit {
 
@@ -37,10 +38,14 @@ class TORCHFIT_EXPORT Step {
   /// Scores ctx.batch for validation (eval mode, no gradients): its values are logged as
   /// val_<name>, "loss" first. By default nothing: the validation hooks run, no val_ columns.
   virtual StepValues validation_step(Context& ctx) { return {}; }
+  /// What predict() returns for ctx.batch (eval mode, no gradients): by default the net's
+  /// outputs for the batch's inputs; a GAN's generator might sample from a latent batch here.
+  virtual Outputs predict_step(Context& ctx);
   /// The optimizers this step steps, by name: every one is saved in the state file and restored
   /// on a resume (the trainer's own optimizer is saved anyway; listing it too is fine).
   virtual std::vector<std::pair<std::string, std::shared_ptr<torch::optim::Optimizer>>> optimizers() { return {}; }
-  /// Whatever else the step keeps between batches (counters, running averages), for a resume.
+  /// Whatever else the step keeps between batches (counters, running averages, the state of a
+  /// scheduler it steps itself), for a resume.
   virtual void state_dict(torch::serialize::OutputArchive& archive) const {}
   virtual void load_state_dict(torch::serialize::InputArchive& archive) {}
 };

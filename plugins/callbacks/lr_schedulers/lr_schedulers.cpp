@@ -20,6 +20,16 @@ namespace po = boost::program_options;
 using torchfit::ConfigError;
 using torchfit::Context;
 
+// The batches per epoch a per-step schedule's length is made from: a stream of unknown length
+// has none to offer, so the option that sets the length must be given.
+int64_t batches_per_epoch(const Context& ctx, const char* option) {
+  if (ctx.num_batches < 0) {
+    throw ConfigError(std::string("the training data is a stream of unknown length, so the schedule's length cannot be "
+                                  "worked out from it; set ") + option + " (in optimizer steps)");
+  }
+  return ctx.num_batches;
+}
+
 // The base rates are the optimizer's at the first fit; a resume brings them back from the
 // state, as the schedule is a function of them and of the epoch or step.
 class Schedule : public torchfit::Callback {
@@ -110,7 +120,7 @@ class CosineLr final : public Schedule {
   }
   void on_train_epoch_begin(Context& ctx) override {
     if (t_max_ <= 0 && per_step_ && resolved_t_max_ == 0) {
-      resolved_t_max_ = std::max<int64_t>(1, ctx.epochs * ctx.num_batches - warmup_);
+      resolved_t_max_ = std::max<int64_t>(1, ctx.epochs * batches_per_epoch(ctx, "cosine_lr.t-max") - warmup_);
     }
     Schedule::on_train_epoch_begin(ctx);
   }
@@ -147,7 +157,9 @@ class OneCycleLr final : public Schedule {
         final_div_factor_(final_div_factor) {}
 
   void on_train_epoch_begin(Context& ctx) override {
-    if (total_steps_ <= 0 && resolved_total_ == 0) resolved_total_ = ctx.epochs * ctx.num_batches;
+    if (total_steps_ <= 0 && resolved_total_ == 0) {
+      resolved_total_ = ctx.epochs * batches_per_epoch(ctx, "one_cycle_lr.total-steps");
+    }
     Schedule::on_train_epoch_begin(ctx);
   }
 

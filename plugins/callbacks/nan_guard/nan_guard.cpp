@@ -55,7 +55,8 @@ class NanGuard final : public torchfit::Callback {
     const auto problem = find_problem(ctx);
     if (problem.empty()) return;
     const std::string where = "at epoch " + std::to_string(ctx.epoch) + ", batch " +
-                              std::to_string(ctx.batch_index + 1) + " of " + std::to_string(ctx.num_batches) +
+                              std::to_string(ctx.batch_index + 1) +
+                              (ctx.num_batches >= 0 ? " of " + std::to_string(ctx.num_batches) : std::string()) +
                               " (step " + std::to_string(ctx.global_step) + ")";
     switch (s_.policy) {
       case Policy::Terminate:

@@ -97,13 +97,18 @@ class ProgressBar final : public torchfit::Callback {
             int64_t done) {
     const double elapsed = std::chrono::duration<double>(Clock::now() - loop_start_).count();
     const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
-    const double remaining = rate > 0 ? static_cast<double>(ctx.num_batches - done) / rate : 0.0;
-    const int filled = ctx.num_batches ? static_cast<int>(width_ * done / ctx.num_batches) : width_;
-    std::string line = std::string(label) + " " + std::to_string(100 * done / std::max<int64_t>(1, ctx.num_batches)) +
-                       "%|" + std::string(static_cast<size_t>(filled), '#') +
-                       std::string(static_cast<size_t>(width_ - filled), ' ') + "| " + std::to_string(done) + "/" +
-                       std::to_string(ctx.num_batches) + " [" + clock_text(elapsed) + "<" + clock_text(remaining) +
-                       ", ";
+    std::string line;
+    if (ctx.num_batches < 0) {
+      // A stream of unknown length: the count so far, as tqdm does without a total.
+      line = std::string(label) + " " + std::to_string(done) + " [" + clock_text(elapsed) + ", ";
+    } else {
+      const double remaining = rate > 0 ? static_cast<double>(ctx.num_batches - done) / rate : 0.0;
+      const int filled = ctx.num_batches ? static_cast<int>(width_ * done / ctx.num_batches) : width_;
+      line = std::string(label) + " " + std::to_string(100 * done / std::max<int64_t>(1, ctx.num_batches)) + "%|" +
+             std::string(static_cast<size_t>(filled), '#') + std::string(static_cast<size_t>(width_ - filled), ' ') +
+             "| " + std::to_string(done) + "/" + std::to_string(ctx.num_batches) + " [" + clock_text(elapsed) + "<" +
+             clock_text(remaining) + ", ";
+    }
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.1fit/s", rate);
     line += buf;
