@@ -9,6 +9,11 @@
 #include <mutex>
 #include <thread>
 
+#ifdef __linux__
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 #include "torchfit/errors.hpp"
 #include "torchfit/loss.hpp"
 
@@ -467,6 +472,13 @@ class BatchStream {
     // Grad mode is per thread: no autograd bookkeeping for the data (not InferenceMode, whose
     // tensors could not be saved for the net's backward).
     torch::NoGradGuard no_grad;
+#ifdef __linux__
+    // A background thread: each batch it hands over wakes it, and under the normal policy the
+    // woken worker preempts the training thread on its core (measured: 3-8% of a CNN's step
+    // time lost on 2 cores). SCHED_BATCH keeps its fair share of the CPU without preempting.
+    sched_param batch_policy{};
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch_policy);  // best effort
+#endif
     for (;;) {
       int64_t index;
       {

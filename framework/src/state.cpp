@@ -219,9 +219,12 @@ void Trainer::StateSaver::wait() {
   if (pending_.valid()) pending_.get();
 }
 
-std::string Trainer::serialize_state(const Context& ctx, const Callbacks& callbacks, const FitOptions& options,
-                                     const DataLoader& train, Position position, const Logs& logs,
-                                     bool with_accumulators, bool stopped) {
+std::string Trainer::serialize_state(const Context& ctx, const FitRun& run, const SavePoint& point, const Logs& logs) {
+  const Callbacks& callbacks = run.callbacks;
+  const FitOptions& options = run.options;
+  const DataLoader& train = run.train;
+  const Position& position = point.position;
+  const bool stopped = point.stopped;
   OutputArchive archive;
   archive.write("magic", c10::IValue(std::string(kStateMagic)));
   archive.write("format", c10::IValue(kStateFormat));
@@ -300,8 +303,8 @@ std::string Trainer::serialize_state(const Context& ctx, const Callbacks& callba
   archive.write("history_keys", c10::IValue(keys));
   archive.write("history_values", c10::IValue(values));
   write_logs(archive, "logs", logs);
-  archive.write("has_accumulators", c10::IValue(with_accumulators));
-  if (with_accumulators) {
+  archive.write("has_accumulators", c10::IValue(point.with_running_sums));
+  if (point.with_running_sums) {
     OutputArchive acc;
     acc.write("loss_sum", loss_sum_.detach().clone());
     if (!output_loss_sums_.empty()) acc.write("output_loss_sums", torch::stack(output_loss_sums_).detach().clone());

@@ -541,23 +541,29 @@ void Trainer::check_stop_signal(Context& ctx) {
   }
 }
 
-std::vector<double> Trainer::stop_flags(bool requested) const {
-  return {requested ? 1.0 : 0.0, interrupted_by_ == SIGINT ? 1.0 : 0.0, interrupted_by_ == SIGTERM ? 1.0 : 0.0};
+Trainer::StopVote Trainer::my_vote(bool requested) const {
+  StopVote vote;
+  vote.requested = requested ? 1.0 : 0.0;
+  vote.sigint = interrupted_by_ == SIGINT ? 1.0 : 0.0;
+  vote.sigterm = interrupted_by_ == SIGTERM ? 1.0 : 0.0;
+  return vote;
 }
 
-bool Trainer::agree_on_stop(Context& ctx, const std::vector<double>& summed, StopWhen when) {
-  if (interrupted_by_ == 0 && (summed[1] > 0 || summed[2] > 0)) {
-    interrupted_by_ = summed[1] > 0 ? SIGINT : SIGTERM;
+bool Trainer::agree_on_stop(Context& ctx, const StopVote& all, StopWhen when) {
+  if (interrupted_by_ == 0 && (all.sigint > 0 || all.sigterm > 0)) {
+    interrupted_by_ = all.sigint > 0 ? SIGINT : SIGTERM;
     ctx.request_stop(std::string("interrupted by ") + signal_name(interrupted_by_) + " (on another process)", when);
   }
-  if (summed[0] > 0 && !(when == StopWhen::Now ? ctx.stop_now() : ctx.stop_requested())) {
+  if (all.requested > 0 && !(when == StopWhen::Now ? ctx.stop_now() : ctx.stop_requested())) {
     ctx.request_stop("stopped by another process", when);
   }
-  return summed[0] > 0 || summed[1] > 0 || summed[2] > 0;
+  return all.wants_stop();
 }
 
-void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callbacks& callbacks,
-                              const FitOptions& options, StateSaver& saver, Resume* resume) {
+void Trainer::run_train_epoch(Context& ctx, FitRun& run, Resume* resume) {
+  const DataLoader& train = run.train;
+  const Callbacks& callbacks = run.callbacks;
+  const FitOptions& options = run.options;
   ctx.stage = Stage::Train;
   ctx.num_batches = train.num_batches();
   net_.train();
@@ -605,17 +611,17 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
         window_skipped = window_skipped || ctx.skip_batch_;
         if (boundary) {
           check_stop_signal(ctx);
-          auto flags = stop_flags(ctx.stop_now() && interrupted_by_ == 0);
-          flags.push_back(window_skipped ? 1.0 : 0.0);
-          const auto summed = averager_->average(flags);
-          if (summed[3] > 0) {
+          auto vote = my_vote(ctx.stop_now() && interrupted_by_ == 0);
+          vote.skipped_window = window_skipped ? 1.0 : 0.0;
+          const auto all = StopVote::from_flags(averager_->average(vote.to_flags()));
+          if (all.skipped_window > 0) {
             compat::zero_grad(*optimizer_);
           } else {
             optimizer_step(ctx, callbacks, options);
             stepped = true;
           }
           window_skipped = false;
-          agreed_stop = agree_on_stop(ctx, summed, StopWhen::Now);
+          agreed_stop = agree_on_stop(ctx, all, StopWhen::Now);
         }
       }
       if (ctx.skip_batch_) {
@@ -639,16 +645,15 @@ void Trainer::run_train_epoch(Context& ctx, const DataLoader& train, const Callb
     if (!comm_) check_stop_signal(ctx);
     // Data-parallel: a stop takes effect at a step every process agreed on.
     if (ctx.stop_now() && (!comm_ || agreed_stop)) {
-      if (saver.enabled()) {
-        const bool interrupted = interrupted_by_ != 0;
+      if (run.saver.enabled()) {
         // Each process's running sums are its own: a data-parallel state keeps none of them.
-        saver.save(serialize_state(ctx, callbacks, options, train, {ctx.epoch, i + 1, false}, ctx.logs, !comm_,
-                                   !interrupted));
+        // A stop that is not a signal (a callback's) ends the run.
+        run.saver.save(serialize_state(ctx, run, {{ctx.epoch, i + 1, false}, !comm_, interrupted_by_ == 0}, ctx.logs));
       }
       break;
     }
-    if (stepped && every > 0 && ctx.global_step % every == 0 && saver.enabled()) {
-      saver.save(serialize_state(ctx, callbacks, options, train, {ctx.epoch, i + 1, false}, ctx.logs, !comm_, false));
+    if (stepped && every > 0 && ctx.global_step % every == 0 && run.saver.enabled()) {
+      run.saver.save(serialize_state(ctx, run, {{ctx.epoch, i + 1, false}, !comm_, false}, ctx.logs));
     }
   }
   ctx.skip_batch_ = false;
@@ -708,11 +713,57 @@ void Trainer::run_validation(Context& ctx, const DataLoader& data, const Callbac
   TORCHFIT_DISPATCH(callbacks, ctx, on_validation_end);
 }
 
+namespace {
+// The communicator of a data-parallel fit (more than one process), else null.
+std::shared_ptr<Communicator> data_parallel(const FitOptions& options) {
+  const auto& comm = options.communicator();
+  return comm && comm->world_size() > 1 ? comm : nullptr;
+}
+}  // namespace
+
+Trainer::FitRun::FitRun(Trainer& trainer, const FitOptions& options, const DataLoader& train_in,
+                        const DataLoader& val_in)
+    : settings{trainer},
+      options(options),
+      rank(data_parallel(options) ? data_parallel(options)->rank() : 0),
+      world(data_parallel(options) ? data_parallel(options)->world_size() : 1),
+      has_val(static_cast<bool>(val_in)),
+      saver(rank == 0 ? options.state_path() : std::filesystem::path()) {
+  Trainer& t = trainer;
+  t.comm_ = data_parallel(options);
+  t.precision_ = options.precision();
+  { AutocastGuard check(t.precision_, t.device_); }  // refuses 16-mixed on a CPU before anything runs
+  t.scaler_ = options.grad_scaler();
+  if (!t.scaler_ && t.precision_ == Precision::FP16Mixed) t.scaler_ = std::make_shared<GradScaler>();
+  // Data-parallel: this process's shard of the data; the callbacks that only report or write
+  // files run on rank 0 alone.
+  for (const auto& cb : options.callbacks()) {
+    if (rank == 0 || !cb->rank_zero_only()) callbacks.push_back(cb);
+  }
+  train = train_in.to(t.device_);
+  val = has_val ? val_in.to(t.device_) : DataLoader();
+  if (t.comm_) {
+    train = train.shard(rank, world, true);
+    if (has_val) val = val.shard(rank, world, false);
+  }
+  // Read and check the state file before anything changes: a bad one leaves the trainer as it was.
+  if (!options.resume_from().empty()) resume = t.open_state(options, callbacks, train);
+}
+
+Trainer::FitRun::Settings::~Settings() {
+  trainer.comm_.reset();
+  trainer.averager_.reset();
+  trainer.scaler_.reset();
+  trainer.precision_ = Precision::Float32;
+}
+
 History Trainer::fit(const DataLoader& train, const FitOptions& options) {
   return fit(train, DataLoader(), options);
 }
 
-History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const FitOptions& options) {
+namespace {
+// What fit() refuses before anything runs: options out of range, data without what the step needs.
+void check_fit(const FitOptions& options, bool custom_step, const DataLoader& train_in, const DataLoader& val_in) {
   if (options.epochs() < 1) {
     throw ConfigError("epochs must be at least 1, got " + std::to_string(options.epochs()));
   }
@@ -735,63 +786,38 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
     throw DataError("the training data is empty");
   }
   // The default step compares outputs with targets; a custom step decides what it needs.
-  if (!step_) {
+  if (!custom_step) {
     const Sample first = train_in.first_sample();
     if (!first.has_targets()) {
       throw DataError("the training data has no targets (" + train_in.data_name() + ": " + first.describe() + ")");
     }
   }
-  const bool has_val = static_cast<bool>(val_in);
-  if (has_val && !step_ && !val_in.first_sample().has_targets()) {
+  if (val_in && !custom_step && !val_in.first_sample().has_targets()) {
     throw DataError("the validation data has no targets (" + val_in.data_name() + ")");
   }
-  if (step_ && options.accumulate() > 1) {
+  if (custom_step && options.accumulate() > 1) {
     throw ConfigError("gradient accumulation is for the default step; a custom step decides when it calls ctx.step()");
   }
-  if (step_ && options.communicator() && options.communicator()->world_size() > 1) {
+  if (custom_step && options.communicator() && options.communicator()->world_size() > 1) {
     throw ConfigError("a custom step does not train data-parallel yet; run it in one process");
   }
+  for (const auto& cb : options.callbacks()) {
+    if (!cb) throw ConfigError("a null callback was given to fit()");
+  }
+}
+}  // namespace
+
+History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const FitOptions& options) {
+  check_fit(options, static_cast<bool>(step_), train_in, val_in);
   if (options.seed()) {
     seed_everything(*options.seed());
   }
   if (options.device()) {
     to(*options.device());
   }
-  for (const auto& cb : options.callbacks()) {
-    if (!cb) {
-      throw ConfigError("a null callback was given to fit()");
-    }
-  }
-  // Data-parallel: this process's shard of the data; the callbacks that only report or write
-  // files run on rank 0 alone.
-  comm_ = options.communicator() && options.communicator()->world_size() > 1 ? options.communicator() : nullptr;
-  struct ClearPerFit {
-    Trainer* t;
-    ~ClearPerFit() {
-      t->comm_.reset();
-      t->averager_.reset();
-      t->scaler_.reset();
-      t->precision_ = Precision::Float32;
-    }
-  } clear_per_fit{this};
-  precision_ = options.precision();
-  { AutocastGuard check(precision_, device_); }  // refuses 16-mixed on a CPU before anything runs
-  scaler_ = options.grad_scaler();
-  if (!scaler_ && precision_ == Precision::FP16Mixed) scaler_ = std::make_shared<GradScaler>();
-  const int rank = comm_ ? comm_->rank() : 0;
-  const int world = comm_ ? comm_->world_size() : 1;
-  Callbacks callbacks;
-  for (const auto& cb : options.callbacks()) {
-    if (rank == 0 || !cb->rank_zero_only()) callbacks.push_back(cb);
-  }
-  DataLoader train = train_in.to(device_);
-  DataLoader val = has_val ? val_in.to(device_) : DataLoader();
-  if (comm_) {
-    train = train.shard(rank, world, true);
-    if (has_val) val = val.shard(rank, world, false);
-  }
-  // Read and check the state file before anything changes: a bad one leaves the trainer as it was.
-  std::unique_ptr<Resume> resume = options.resume_from().empty() ? nullptr : open_state(options, callbacks, train);
+  FitRun run(*this, options, train_in, val_in);
+  const Callbacks& callbacks = run.callbacks;
+  std::unique_ptr<Resume>& resume = run.resume;
 
   history_.clear();
   history_.set_stop_reason("");
@@ -800,9 +826,8 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
   ctx.callbacks_ = &callbacks;
   ctx.options_ = &options;
   ctx.epochs = options.epochs();
-  ctx.rank = rank;
-  ctx.world_size = world;
-  StateSaver saver(rank == 0 ? options.state_path() : std::filesystem::path());
+  ctx.rank = run.rank;
+  ctx.world_size = run.world;
   logger("trainer")->info("<<<<<< {} is used >>>>>>", device_.is_cuda() ? "cuda" : device_.str());
 
   guarded(callbacks, ctx, [&] {
@@ -847,19 +872,19 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
       }
       TORCHFIT_DISPATCH(callbacks, ctx, on_epoch_begin);
       if (!(continuing && continuing->info.validating)) {
-        run_train_epoch(ctx, train, callbacks, options, saver, continuing);
+        run_train_epoch(ctx, run, continuing);
         if (ctx.stop_now()) {
           break;  // the epoch is incomplete: no row for it (its state is saved)
         }
       }
-      if (has_val) {
+      if (run.has_val) {
         const Logs train_logs = ctx.logs;
-        run_validation(ctx, val, callbacks, "val_");
+        run_validation(ctx, run.val, callbacks, "val_");
         if (ctx.stop_now() && !comm_) {
-          if (saver.enabled()) {
+          if (run.saver.enabled()) {
             // Training of this epoch is done: a resume runs its validation again.
-            saver.save(serialize_state(ctx, callbacks, options, train, {epoch, ctx.num_batches, true}, train_logs,
-                                       false, interrupted_by_ == 0));
+            run.saver.save(serialize_state(ctx, run, {{epoch, ctx.num_batches, true}, false, interrupted_by_ == 0},
+                                           train_logs));
           }
           break;
         }
@@ -874,21 +899,21 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
       bool stopped = ctx.stop_requested();  // by a callback (early stopping): the run is over
       check_stop_signal(ctx);
       if (comm_) {
-        const auto flags = stop_flags(stopped);
-        auto summed = torch::tensor(flags, torch::kDouble);
+        auto summed = torch::tensor(my_vote(stopped).to_flags(), torch::kDouble);
         comm_->all_reduce_sum(summed);
-        const std::vector<double> all(summed.data_ptr<double>(), summed.data_ptr<double>() + summed.numel());
+        const auto all = StopVote::from_flags(
+            std::vector<double>(summed.data_ptr<double>(), summed.data_ptr<double>() + summed.numel()));
         agree_on_stop(ctx, all, StopWhen::EpochEnd);
-        stopped = all[0] > 0;
+        stopped = all.requested > 0;
       }
-      if (saver.enabled()) {
-        saver.save(serialize_state(ctx, callbacks, options, train, {epoch + 1, 0, false}, ctx.logs, false, stopped));
+      if (run.saver.enabled()) {
+        run.saver.save(serialize_state(ctx, run, {{epoch + 1, 0, false}, false, stopped}, ctx.logs));
       }
     }
     ctx.stage = Stage::Fit;
     history_.set_stop_reason(ctx.stop_requested() ? ctx.stop_reason()
                                                   : "completed " + std::to_string(options.epochs()) + " epochs");
-    saver.wait();  // the last state is on disk (or its error raised) before the fit ends
+    run.saver.wait();  // the last state is on disk (or its error raised) before the fit ends
     TORCHFIT_DISPATCH(callbacks, ctx, on_fit_end);
   });
   return history_;

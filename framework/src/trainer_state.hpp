@@ -35,4 +35,25 @@ struct Trainer::Resume {
   torch::serialize::InputArchive archive;
 };
 
+/// One fit: its settings on the trainer (precision, loss scaler, communicator: put back when
+/// the fit ends, however it ends), the callbacks and data this process runs, the state writer
+/// and the state being resumed. Made after the options are checked; a bad state file throws
+/// here, before anything has changed.
+struct Trainer::FitRun {
+  FitRun(Trainer& trainer, const FitOptions& options, const DataLoader& train, const DataLoader& val);
+
+  /// Puts the trainer's per-fit settings back (a member, so a throwing constructor does too).
+  struct Settings {
+    Trainer& trainer;
+    ~Settings();
+  } settings;
+  const FitOptions& options;
+  int rank, world;
+  Callbacks callbacks;    // those that run on this process (rank_zero_only ones on rank 0)
+  DataLoader train, val;  // on the trainer's device; data-parallel: this process's shard
+  bool has_val;
+  StateSaver saver;                // writes nothing unless options.state_path() (on rank 0)
+  std::unique_ptr<Resume> resume;  // the state file being continued, or null
+};
+
 }  // namespace torchfit

@@ -133,15 +133,35 @@ class TORCHFIT_EXPORT Trainer {
   friend class Context;
   struct Resume;
   class StateSaver;
+  struct FitRun;
   /// Where a resume continues.
   struct Position {
     int64_t next_epoch;
     int64_t next_batch;
     bool validating;
   };
+  /// What a state file records besides the trainer: where the run continues, whether it is
+  /// over, and whether the running sums of an epoch cut short go in (not data-parallel: each
+  /// process's are its own).
+  struct SavePoint {
+    Position position;
+    bool with_running_sums;
+    bool stopped;
+  };
+  /// Data-parallel: what a process wants at a step or an epoch's end, summed over the
+  /// processes in one all-reduce (so each field counts the processes that want it).
+  struct StopVote {
+    double requested = 0;       // a callback asked to stop
+    double sigint = 0;          // Ctrl-C
+    double sigterm = 0;         // SIGTERM
+    double skipped_window = 0;  // a batch of this step's accumulation window was skipped
+    std::vector<double> to_flags() const { return {requested, sigint, sigterm, skipped_window}; }
+    static StopVote from_flags(const std::vector<double>& f) { return {f.at(0), f.at(1), f.at(2), f.at(3)}; }
+    bool wants_stop() const { return requested > 0 || sigint > 0 || sigterm > 0; }
+  };
 
-  void run_train_epoch(Context& ctx, const DataLoader& train, const Callbacks& callbacks, const FitOptions& options,
-                       StateSaver& saver, Resume* resume);
+  // One epoch of training; `resume` when it continues a state saved inside this epoch.
+  void run_train_epoch(Context& ctx, FitRun& run, Resume* resume);
   void run_validation(Context& ctx, const DataLoader& data, const Callbacks& callbacks, const char* prefix);
   void optimizer_step(Context& ctx, const Callbacks& callbacks, const FitOptions& options);
   // Unscales, clips and steps `optimizer` with its hook, then zero_grad. False: skipped (inf/NaN
@@ -167,15 +187,13 @@ class TORCHFIT_EXPORT Trainer {
   void write_epoch_logs(Logs& logs, const char* prefix);
   Logs running_logs() const;
   void check_stop_signal(Context& ctx);
-  // Data-parallel: this process's stop flags (requested, SIGINT, SIGTERM), and the decision
-  // from every process's flags summed. Returns whether any process wants to stop.
-  std::vector<double> stop_flags(bool requested) const;
-  bool agree_on_stop(Context& ctx, const std::vector<double>& summed, StopWhen when);
+  // Data-parallel: this process's vote, and the decision from every process's votes summed.
+  // Returns whether any process wants to stop.
+  StopVote my_vote(bool requested) const;
+  bool agree_on_stop(Context& ctx, const StopVote& all, StopWhen when);
 
   // State files (state.cpp).
-  std::string serialize_state(const Context& ctx, const Callbacks& callbacks, const FitOptions& options,
-                              const DataLoader& train, Position position, const Logs& logs, bool with_accumulators,
-                              bool stopped);
+  std::string serialize_state(const Context& ctx, const FitRun& run, const SavePoint& point, const Logs& logs);
   std::unique_ptr<Resume> open_state(const FitOptions& options, const Callbacks& callbacks,
                                      const DataLoader& train) const;
   void restore_state(Resume& resume, Context& ctx);
@@ -210,7 +228,7 @@ class TORCHFIT_EXPORT Trainer {
   int interrupted_by_ = 0;
   bool warned_metric_state_ = false;
 
-  // Mixed precision and data-parallel training, for the current fit only.
+  // Mixed precision and data-parallel training, for the current fit only (set and put back by FitRun).
   Precision precision_ = Precision::Float32;
   std::shared_ptr<GradScaler> scaler_;
   std::shared_ptr<Communicator> comm_;
