@@ -96,30 +96,46 @@ Summary summary(const Net& net, const torch::Tensor& example_input) {
   if (!example_input.defined() || example_input.dim() < 1) {
     throw DataError("summary needs an example input with a batch dimension first, e.g. shape [1, 2]");
   }
+  return summary(net, Batch(example_input, torch::Tensor()));
+}
+
+Summary summary(const Net& net, const Batch& example) {
+  const auto inputs = example.inputs();
+  if (inputs.empty()) throw DataError("summary needs an example batch with inputs; got " + example.describe());
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    if (!inputs[k].defined() || inputs[k].dim() < 1) {
+      throw DataError("summary needs example inputs with a batch dimension first, e.g. shape [1, 2]; input " +
+                      example.names(Role::Input)[k] + " has none");
+    }
+  }
   Summary s;
   Walker walker{s};
   const bool was_training = net.module().is_training();
   net.eval();
   torch::NoGradGuard no_grad;
-  torch::Tensor input = example_input;
+  Batch batch = example;
   try {
     auto& module = net.module();
-    if (!net.parameters().empty()) {
-      input = input.to(net.parameters().front().device());
-    }
-    if (auto* seq = dynamic_cast<torch::nn::SequentialImpl*>(&module)) {
-      walker.sequential(*seq, input);
+    if (!net.parameters().empty()) batch = batch.to(net.parameters().front().device());
+    if (auto* seq = dynamic_cast<torch::nn::SequentialImpl*>(&module); seq && inputs.size() == 1) {
+      walker.sequential(*seq, batch.input());
     } else if (module.children().empty()) {
-      auto out = net.forward(input);
-      walker.add(module, &out);
+      auto out = net.forward(batch);
+      if (out.count() == 1) {
+        walker.add(module, &out[0]);
+      } else {
+        walker.add(module, nullptr);
+      }
     } else {
-      net.forward(input);  // proves the input fits; the inner shapes stay unknown
+      net.forward(batch);  // proves the inputs fit; the inner shapes stay unknown
       walker.unknown(module);
     }
   } catch (const c10::Error& e) {
     net.train(was_training);
-    throw DataError("summary: the net cannot take an input of shape " + shape_string(example_input.sizes()) + ": " +
-                    e.what_without_backtrace());
+    throw DataError("summary: the net cannot take " + example.describe() + ": " + e.what_without_backtrace());
+  } catch (...) {
+    net.train(was_training);
+    throw;
   }
   net.train(was_training);
 
@@ -129,8 +145,10 @@ Summary summary(const Net& net, const torch::Tensor& example_input) {
     (p.requires_grad() ? s.trainable_params : s.non_trainable_params) += p.numel();
     param_bytes += static_cast<double>(p.numel()) * static_cast<double>(p.element_size());
   }
-  const int64_t per_sample = example_input.size(0) > 0 ? example_input.numel() / example_input.size(0) : 0;
-  s.input_mb = static_cast<double>(per_sample) * static_cast<double>(example_input.element_size()) / kMB;
+  for (const auto& x : inputs) {
+    const int64_t per_sample = x.size(0) > 0 ? x.numel() / x.size(0) : 0;
+    s.input_mb += static_cast<double>(per_sample) * static_cast<double>(x.element_size()) / kMB;
+  }
   s.forward_backward_mb = walker.all_known ? 2.0 * static_cast<double>(walker.output_values) * 4.0 / kMB : -1.0;
   s.params_mb = param_bytes / kMB;
   return s;

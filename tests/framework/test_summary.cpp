@@ -69,3 +69,32 @@ BOOST_AUTO_TEST_CASE(custom_module_shows_unknown_shapes_not_guesses) {
 BOOST_AUTO_TEST_CASE(wrong_input_width_is_a_data_error) {
   BOOST_CHECK_THROW(tf::summary(torch::nn::Linear(2, 1), torch::zeros({1, 3})), tf::DataError);
 }
+
+namespace {
+// An image and a side vector in, one score out.
+struct TwoInputsImpl : torch::nn::Module {
+  TwoInputsImpl()
+      : conv(register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 2, 3)))),
+        fc(register_module("fc", torch::nn::Linear(2 * 2 * 2 + 3, 1))) {}
+  torch::Tensor forward(const torch::Tensor& image, const torch::Tensor& side) {
+    return fc(torch::cat({conv(image).flatten(1), side}, 1));
+  }
+  torch::nn::Conv2d conv;
+  torch::nn::Linear fc;
+};
+TORCH_MODULE(TwoInputs);
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_net_of_several_inputs_is_summarized_from_an_example_batch) {
+  const auto example = tf::Batch(tf::Fields().add_input("image", torch::zeros({1, 1, 4, 4})).add_input("side", torch::zeros({1, 3})));
+  auto s = tf::summary(tf::Net(TwoInputs()), example);
+  BOOST_TEST(s.rows.size() == 2u);
+  BOOST_TEST(s.total_params == (2 * 9 + 2) + (11 + 1));
+  BOOST_TEST(s.input_mb == (16 + 3) * 4.0 / (1024 * 1024));  // both inputs count
+  // The wrong number of inputs, or one of the wrong shape, is a clear error.
+  const auto one = tf::Batch(tf::Fields().add_input("image", torch::zeros({1, 1, 4, 4})));
+  BOOST_CHECK_THROW(tf::summary(tf::Net(TwoInputs()), one), tf::Error);
+  const auto wide = tf::Batch(tf::Fields().add_input("image", torch::zeros({1, 1, 4, 4})).add_input("side", torch::zeros({1, 5})));
+  const auto msg = test::error_of([&] { tf::summary(tf::Net(TwoInputs()), wide); });
+  BOOST_TEST(msg.find("summary: the net cannot take image [1, 1, 4, 4] Float, side [1, 5] Float") == 0, msg);
+}

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "torchfit/batch.hpp"
 #include "torchfit/export.hpp"
 #include "torchfit/net.hpp"
 
@@ -35,6 +36,9 @@ struct TORCHFIT_EXPORT Summary {
 /// torch::nn::Sequential (nested too) and for single-layer nets; inside other modules, whose
 /// forward() torchfit cannot see into, a layer's shape is shown as "?" rather than guessed.
 TORCHFIT_EXPORT Summary summary(const Net& net, const torch::Tensor& example_input);
+/// The same for a net of several inputs: `example` holds them (`Batch(Fields().add_input("image",
+/// x).add_input("side", v))`, or a batch of the loader). The input size counts every input.
+TORCHFIT_EXPORT Summary summary(const Net& net, const Batch& example);
 
 TORCHFIT_EXPORT std::ostream& operator<<(std::ostream& out, const Summary& s);
 
