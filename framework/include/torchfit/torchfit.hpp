@@ -11,6 +11,7 @@
 #include "torchfit/distributed.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/history.hpp"
+#include "torchfit/idx.hpp"
 #include "torchfit/io.hpp"
 #include "torchfit/log.hpp"
 #include "torchfit/logs.hpp"
