@@ -14,6 +14,7 @@
 #include <sched.h>
 #endif
 
+#include "data_errors.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/loss.hpp"
 
@@ -63,14 +64,8 @@ std::string DataLoader::data_name() const {
 Sample DataLoader::first_sample() const {
   if (dataset_) return dataset_->sample(0);
   if (!stream_) throw DataError("this loader has no data");
-  std::optional<Sample> first;
-  try {
-    first = stream_->open(0, 0)->next();
-  } catch (const c10::Error& e) {
-    throw DataError(stream_->name() + " failed to read its first sample: " + e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    throw DataError(stream_->name() + " failed to read its first sample: " + e.what());
-  }
+  auto first = detail::as_data_error([&] { return stream_->name() + " failed to read its first sample"; },
+                                     [&] { return stream_->open(0, 0)->next(); });
   if (!first) throw DataError(stream_->name() + " has no samples (its first epoch is empty)");
   return std::move(*first);
 }
@@ -190,15 +185,8 @@ Batch DataLoader::Epoch::gather(int64_t index, const std::atomic<bool>* cancel) 
   const auto indices = order_.narrow(0, start, len);
   Batch batch;
   if (options.transforms().empty()) {
-    try {
-      batch = ds.get_batch(indices);
-    } catch (const DataError&) {
-      throw;
-    } catch (const c10::Error& e) {
-      throw DataError(ds.name() + " failed to gather batch " + std::to_string(index) + ": " + e.what_without_backtrace());
-    } catch (const std::exception& e) {
-      throw DataError(ds.name() + " failed to gather batch " + std::to_string(index) + ": " + e.what());
-    }
+    batch = detail::as_data_error([&] { return ds.name() + " failed to gather batch " + std::to_string(index); },
+                                  [&] { return ds.get_batch(indices); }, /*keep_data_errors=*/true);
     if (batch.size() != len) {
       throw DataError(ds.name() + " returned a batch of " + std::to_string(batch.size()) + " samples for " +
                       std::to_string(len) + " indices (batch " + std::to_string(index) + ": " + batch.describe() + ")");
@@ -223,34 +211,23 @@ Sample DataLoader::Epoch::transformed(Sample s, int64_t id) const {
   const auto& transforms = loader_->options_.transforms();
   Rng rng(Rng::seed_for(loader_->seed_, epoch_, static_cast<uint64_t>(id)));
   for (size_t t = 0; t < transforms.size(); ++t) {
-    try {
-      transforms[t](s, rng);
-    } catch (const c10::Error& e) {
-      throw DataError("transform " + std::to_string(t + 1) + " failed on sample " + std::to_string(id) + " of " +
-                      loader_->data_name() + ": " + e.what_without_backtrace());
-    } catch (const std::exception& e) {
-      throw DataError("transform " + std::to_string(t + 1) + " failed on sample " + std::to_string(id) + " of " +
-                      loader_->data_name() + ": " + e.what());
-    }
+    detail::as_data_error(
+        [&] {
+          return "transform " + std::to_string(t + 1) + " failed on sample " + std::to_string(id) + " of " +
+                 loader_->data_name();
+        },
+        [&] { transforms[t](s, rng); });
   }
   return s;
 }
 
 std::unique_ptr<StreamDataset::Reader> DataLoader::Epoch::open(int64_t start) const {
   const StreamDataset& stream = *loader_->stream_;
-  auto fail = [&](const std::string& what) {
-    return DataError(stream.name() + " failed to open epoch " + std::to_string(epoch_ + 1) + " at sample " +
-                     std::to_string(start) + ": " + what);
+  auto where = [&] {
+    return stream.name() + " failed to open epoch " + std::to_string(epoch_ + 1) + " at sample " + std::to_string(start);
   };
-  std::unique_ptr<StreamDataset::Reader> reader;
-  try {
-    reader = stream.open(epoch_, start);
-  } catch (const c10::Error& e) {
-    throw fail(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    throw fail(e.what());
-  }
-  if (!reader) throw fail("open() returned no reader");
+  auto reader = detail::as_data_error(where, [&] { return stream.open(epoch_, start); });
+  if (!reader) throw DataError(where() + ": open() returned no reader");
   return reader;
 }
 
@@ -264,16 +241,12 @@ std::vector<Sample> DataLoader::Epoch::read(StreamDataset::Reader& reader, int64
   samples.reserve(static_cast<size_t>(want));
   while (static_cast<int64_t>(samples.size()) < want) {
     const int64_t position = first + static_cast<int64_t>(samples.size());
-    std::optional<Sample> s;
-    try {
-      s = reader.next();
-    } catch (const c10::Error& e) {
-      throw DataError(stream.name() + " failed on sample " + std::to_string(position) + " of epoch " +
-                      std::to_string(epoch_ + 1) + ": " + e.what_without_backtrace());
-    } catch (const std::exception& e) {
-      throw DataError(stream.name() + " failed on sample " + std::to_string(position) + " of epoch " +
-                      std::to_string(epoch_ + 1) + ": " + e.what());
-    }
+    auto s = detail::as_data_error(
+        [&] {
+          return stream.name() + " failed on sample " + std::to_string(position) + " of epoch " +
+                 std::to_string(epoch_ + 1);
+        },
+        [&] { return reader.next(); });
     if (!s) {
       if (known >= 0) {
         throw DataError(stream.name() + " ended after " + std::to_string(position) + " samples in epoch " +

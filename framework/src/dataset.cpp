@@ -6,6 +6,7 @@
 #include <numeric>
 #include <random>
 
+#include "data_errors.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/loss.hpp"
 
@@ -19,16 +20,8 @@ void torch_dataset_has_no_size(const std::string& name) {
 }  // namespace detail
 
 Sample Dataset::sample(int64_t index) const {
-  auto fail = [&](const std::string& what) {
-    return DataError(name() + " failed on sample " + std::to_string(index) + ": " + what);
-  };
-  try {
-    return get(index);
-  } catch (const c10::Error& e) {
-    throw fail(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    throw fail(e.what());
-  }
+  return detail::as_data_error([&] { return name() + " failed on sample " + std::to_string(index); },
+                               [&] { return get(index); });
 }
 
 Batch Dataset::get_batch(const torch::Tensor& indices) const {
