@@ -62,12 +62,20 @@ void add_data_options(po::options_description& d, const std::string& command) {
       : command == "evaluate" ? "evaluate on every row of this CSV file (default: the run's validation data)"
       : command == "predict"  ? "the CSV file to predict on, one row per sample (its target column, if any, is ignored)"
                               : "a CSV file of the model's input, to size the net from (the mlp model needs one)";
+  const char* dataset_text =
+      command == "train"      ? "dataset plugin to train on (torchfit plugins lists them; its options: --<dataset>.<option>); "
+                                "default: the model's own data, or csv with --data"
+      : command == "evaluate" ? "evaluate on all of this dataset (with its options; default: the run's validation data)"
+      : command == "predict"  ? "the dataset to predict on, one row per sample (its labels, if any, are ignored)"
+                              : "a dataset to size the net from (default: the model's own data)";
+  d.add_options()("dataset", po::value<std::string>()->value_name("NAME"), dataset_text);
   d.add_options()("data", po::value<std::string>()->value_name("FILE.csv"), data_text);
   if (command == "train") {
     d.add_options()                                                                            //
         ("val-data", po::value<std::string>()->value_name("FILE.csv"), "validation data (default: --val-split of --data)")  //
         ("val-split", po::value<double>()->value_name("F")->default_value(0.2, "0.2"),
-         "fraction of --data held out for validation (seeded) when there is no --val-data");
+         "fraction of the data held out for validation (seeded) when the dataset has no validation data of its "
+         "own (--val-data)");
   }
   d.add_options()  //
       ("target", po::value<std::string>()->value_name("COLUMN"),
@@ -81,7 +89,7 @@ void add_data_options(po::options_description& d, const std::string& command) {
 }
 
 po::options_description data_options(const std::string& command) {
-  po::options_description d("Data options (CSV files; see docs/data.md)");
+  po::options_description d("Data options (--dataset NAME, or a CSV file: --data is --dataset csv --csv.data; docs/data.md)");
   add_data_options(d, command);
   return d;
 }
@@ -301,7 +309,7 @@ const std::vector<std::pair<std::string, std::string>>& commands() {
   static const std::vector<std::pair<std::string, std::string>> list = {
       {"train", "train a model plugin with callback plugins; writes the best weights and the history"},
       {"evaluate", "load weights and print the validation loss and metrics"},
-      {"predict", "load weights and write one prediction row per row of a CSV file"},
+      {"predict", "load weights and write one prediction row per sample of a dataset or CSV file"},
       {"summary", "print a model's layer table (output shapes, parameter counts, sizes)"},
       {"plugins", "list every plugin found, with kind, version, description and file"},
   };
@@ -312,14 +320,20 @@ PluginOptions Invocation::plugin_options(const PluginEntry& entry) const {
   std::vector<std::string> args;
   const auto it = plugin_values.find(entry.info.name);
   std::set<std::string> given;
+  // A runner option with the same name as a plugin option (--monitor, --patience,
+  // --ckpt-path, --data, ...) applies to every loaded plugin that has it, unless set for the
+  // plugin; given on the command line, it wins over the plugin's value in a config file.
+  auto overrides = [&](const std::string& name) {
+    return on_command_line(name) && config_keys.count(entry.info.name + "." + name) > 0;
+  };
   if (it != plugin_values.end()) {
     for (const auto& arg : it->second) {
+      const auto name = arg.substr(2, arg.find('=') - 2);
+      if (overrides(name)) continue;
       args.push_back(arg);
-      given.insert(arg.substr(2, arg.find('=') - 2));
+      given.insert(name);
     }
   }
-  // A runner option with the same name as a plugin option (--monitor, --patience,
-  // --ckpt-path, ...) applies to every loaded plugin that has it, unless set for the plugin.
   for (const auto& opt : entry.info.options->options()) {
     const auto& name = opt->long_name();
     if (!given.count(name) && options.count(name) && !options[name].defaulted()) {
@@ -327,6 +341,14 @@ PluginOptions Invocation::plugin_options(const PluginEntry& entry) const {
     }
   }
   return registry->parse_options(entry, args);
+}
+
+bool Invocation::data_on_command_line() const {
+  if (on_command_line("dataset") || on_command_line("data")) return true;
+  for (const auto& [key, value] : options) {
+    if (!dataset.empty() && key.rfind(dataset + ".", 0) == 0 && on_command_line(key)) return true;
+  }
+  return false;
 }
 
 Invocation parse(int argc, char** argv) {
@@ -410,6 +432,21 @@ Invocation parse(int argc, char** argv) {
       loaded.push_back(&inv.registry->find(*model, PluginKind::Model));
     } catch (const PluginError&) {
       if (!wants_help) throw;
+    }
+  }
+  if (takes_data(inv.command)) {
+    // --data FILE.csv is the csv dataset's file: it names that dataset unless another is given.
+    if (auto dataset = value_of("dataset")) {
+      inv.dataset = *dataset;
+    } else if (value_of("data")) {
+      inv.dataset = "csv";
+    }
+    if (!inv.dataset.empty()) {
+      try {
+        loaded.push_back(&inv.registry->find(inv.dataset, PluginKind::Dataset));
+      } catch (const PluginError&) {
+        if (!wants_help) throw;
+      }
     }
   }
   if (inv.command == "train") {
@@ -557,6 +594,14 @@ std::string help(const Invocation& inv) {
     }
   } else if (inv.command != "plugins") {
     out << "(give --model NAME to see that model's options)\n\n";
+  }
+  if (!inv.dataset.empty()) {
+    try {
+      show(inv.registry->find(inv.dataset, PluginKind::Dataset));
+    } catch (const Error&) {
+    }
+  } else if (takes_data(inv.command)) {
+    out << "(give --dataset NAME to see that dataset's options)\n\n";
   }
   for (const auto& cb : inv.callbacks) show(inv.registry->find(cb, PluginKind::Callback));
   if (inv.command == "train" || inv.command == "evaluate") {

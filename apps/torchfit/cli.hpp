@@ -28,6 +28,7 @@ struct Invocation {
   std::vector<ConfigEntry> config;
   std::string config_file;    ///< the config actually read (given, or found beside the checkpoint)
   std::unique_ptr<Registry> registry;
+  std::string dataset;                 ///< the dataset plugin: --dataset, or csv for --data; empty: the model's data
   std::vector<std::string> callbacks;  ///< names, in order
   std::vector<std::string> metrics;    ///< names, empty: the model's defaults
   std::string resume_state;            ///< train --resume: the state file to continue
@@ -50,6 +51,8 @@ struct Invocation {
   std::set<std::string> config_keys;  ///< runner options whose value came from the config file
   /// Given on the command line (not only in the config file, and not a default).
   bool on_command_line(const std::string& key) const { return has(key) && !config_keys.count(key); }
+  /// Whether the command line names the data: --dataset, --data, or an option of the dataset.
+  bool data_on_command_line() const;
 };
 
 /// The commands and their one-line descriptions, in the order --help lists them.

@@ -43,17 +43,6 @@ void set_option(Invocation& inv, const std::string& key, boost::any value) {
   inv.options.insert({key, po::variable_value(std::move(value), false)});
 }
 
-// How to read the user's CSV files: --target, --features, --delimiter, --missing.
-CsvOptions csv_options(const Invocation& inv) {
-  CsvOptions o;
-  o.delimiter = parse_csv_delimiter(inv.options["delimiter"].as<std::string>(), "--delimiter");
-  o.missing = parse_csv_missing(inv.options["missing"].as<std::string>(), "--missing");
-  if (inv.options.count("target")) o.target = inv.options["target"].as<std::string>();
-  if (inv.options.count("features")) o.features = inv.options["features"].as<std::string>();
-  return o;
-}
-
-// A labelled CSV file, with the targets as the model trains on them.
 // --workers: "auto" (suggested_workers) or a count from 0 to 64.
 int64_t parse_workers(const std::string& value, const Dataset& data, const LoaderOptions& options) {
   if (value == "auto") return suggested_workers(data, options);
@@ -70,20 +59,7 @@ int64_t parse_workers(const std::string& value, const Dataset& data, const Loade
   return n;
 }
 
-TensorDataset read_labelled(ModelPlugin& model, const fs::path& file, const CsvOptions& options) {
-  if (options.target.empty()) {
-    std::string first_line;
-    std::ifstream in(file);
-    std::getline(in, first_line);
-    if (first_line.size() > 200) first_line = first_line.substr(0, 200) + "...";
-    throw ConfigError("--data needs --target COLUMN: the column to predict, a header name or a 1-based index" +
-                      (first_line.empty() ? std::string() : " (" + file.string() + " begins: " + first_line + ")"));
-  }
-  const auto csv = read_csv(file, options);
-  return TensorDataset(csv.features, model.make_targets(csv.targets, file.string()));
-}
-
-enum class Purpose { Train, Evaluate, Predict, Summary };
+using Purpose = DataRequest::Purpose;
 
 // The model, its net and data, and the metrics: what every command but plugins needs.
 struct Setup {
@@ -91,62 +67,107 @@ struct Setup {
   std::shared_ptr<ModelPlugin> model;
   const PluginEntry* entry = nullptr;
   Net net;
-  DataSplits data;
+  std::shared_ptr<DatasetPlugin> dataset;  // null: the model's own data
+  const PluginEntry* dataset_entry = nullptr;
+  // Train: both splits; evaluate: val; predict and summary: train (the data to read).
+  std::shared_ptr<const Dataset> train, val;
+  std::vector<Transform> train_transforms, eval_transforms;
   Metrics metrics;
   int64_t batch_size = 0;
   uint64_t seed = 0;
 };
 
-// The run's data: the model's own, or the user's CSV files (--data, --val-data or --val-split).
-DataSplits user_or_model_data(Invocation& inv, Setup& s, Purpose purpose) {
-  if (!inv.has("data")) {
+// The csv dataset's options, which the runner also takes without the csv. prefix.
+const char* const kCsvShortcuts[] = {"data", "val-data", "target", "features", "delimiter", "missing"};
+
+// `count` samples of `all` held out for validation, at random (seeded): the rest trains.
+std::pair<std::shared_ptr<const Dataset>, std::shared_ptr<const Dataset>> hold_out(std::shared_ptr<const Dataset> all,
+                                                                                  int64_t count, uint64_t seed) {
+  if (const auto* tensors = dynamic_cast<const TensorDataset*>(all.get())) {
+    // In memory: the parts are copies, gathered once.
+    auto parts = random_split(*tensors, std::vector<int64_t>{all->size() - count, count}, seed);
+    return {std::make_shared<TensorDataset>(parts[0]), std::make_shared<TensorDataset>(parts[1])};
+  }
+  const auto order = seeded_permutation(all->size(), seed, 0);
+  const int64_t* p = order.data_ptr<int64_t>();
+  std::vector<int64_t> train(p, p + all->size() - count), val(p + all->size() - count, p + all->size());
+  return {subset(all, std::move(train)), subset(all, std::move(val))};
+}
+
+// The run's data: the model's own, or a dataset plugin's (--dataset; --data for csv).
+void load_data(Invocation& inv, Setup& s, Purpose purpose) {
+  if (inv.dataset.empty()) {
     for (const char* key : {"val-data", "target", "features"}) {
       if (purpose == Purpose::Train && inv.has(key)) {
         throw ConfigError(std::string("--") + key + " goes with --data FILE.csv (the model's own data has none)");
       }
     }
-    return s.model->make_data(s.seed);
+    auto splits = s.model->make_data(s.seed);
+    s.train = std::make_shared<TensorDataset>(splits.train);
+    s.val = std::make_shared<TensorDataset>(splits.val);
+    return;
   }
-  const auto csv = csv_options(inv);
-  const fs::path data = inv.options["data"].as<std::string>();
-  if (purpose == Purpose::Evaluate && inv.on_command_line("data")) return {{}, read_labelled(*s.model, data, csv)};
-  if (purpose == Purpose::Summary && csv.target.empty()) {
-    return {TensorDataset(read_csv(data, csv).features), {}};
-  }
-  // Train's own options; evaluate finds them in the run's settings (FILE.ini).
-  auto train_option = [&](const std::string& key) -> std::optional<std::string> {
-    if (purpose != Purpose::Train) return inv.config_value(key);
-    return inv.has(key) ? std::optional(inv.options[key].as<std::string>()) : std::nullopt;
-  };
-  auto all = read_labelled(*s.model, data, csv);
-  DataSplits splits;
-  if (const auto val_data = train_option("val-data")) {
-    splits = {all, read_labelled(*s.model, *val_data, csv)};
-  } else {
-    double f = 0.2;
-    if (purpose == Purpose::Train) {
-      f = inv.options["val-split"].as<double>();
-    } else if (const auto text = train_option("val-split")) {
-      try {
-        f = std::stod(*text);
-      } catch (const std::exception&) {
-        throw ConfigError("val-split in the run's settings is not a number: '" + *text + "'");
+  if (inv.dataset != "csv") {
+    for (const char* key : kCsvShortcuts) {
+      if (inv.on_command_line(key)) {
+        throw ConfigError(std::string("--") + key + " is an option of the csv dataset (CSV files), not of --dataset " +
+                          inv.dataset + "; its options are --" + inv.dataset + ".<option> (torchfit " + inv.command +
+                          " --dataset " + inv.dataset + " --help lists them)");
       }
     }
-    if (!(f > 0 && f < 1)) {
-      throw ConfigError("--val-split must be between 0 and 1 (the fraction held out for validation), got " +
-                        format_value(f) + "; or give --val-data FILE.csv");
-    }
-    const auto val = static_cast<int64_t>(std::llround(f * static_cast<double>(all.size())));
-    if (val < 1 || val >= all.size()) {
-      throw DataError("--val-split " + format_value(f) + " of " + std::to_string(all.size()) + " rows of " +
-                      data.string() + " leaves " + (val < 1 ? "no validation rows" : "no training rows") +
-                      "; give more data or another fraction");
-    }
-    auto parts = random_split(all, std::vector<int64_t>{all.size() - val, val}, s.seed);
-    splits = {parts[0], parts[1]};
   }
-  return splits;
+  s.dataset_entry = &inv.registry->find(inv.dataset, PluginKind::Dataset);
+  s.dataset = inv.registry->make_dataset(inv.dataset, inv.plugin_options(*s.dataset_entry));
+  s.train_transforms = s.dataset->transforms(true);
+  s.eval_transforms = s.dataset->transforms(false);
+  DataRequest request;
+  request.purpose = purpose;
+  request.make_targets = [model = s.model](const torch::Tensor& column, const std::string& origin) {
+    return model->make_targets(column, origin);
+  };
+  if (purpose == Purpose::Predict) request.input_features = s.model->input_features();
+  auto need = [&](std::shared_ptr<const Dataset> data) {
+    if (!data) throw PluginError("dataset plugin '" + inv.dataset + "' returned no data");
+    if (data->size() == 0) throw DataError(data->name() + " holds no samples");
+    return data;
+  };
+  if (purpose == Purpose::Predict || purpose == Purpose::Summary) {
+    s.train = need(s.dataset->load(request));
+    return;
+  }
+  // Evaluate, given data on its command line: all of it. Otherwise the run's validation data.
+  if (purpose == Purpose::Evaluate && inv.data_on_command_line()) {
+    s.val = need(s.dataset->load(request));
+    return;
+  }
+  auto all = need(s.dataset->load(request));
+  if (auto val = s.dataset->load_validation(request)) {
+    s.train = all;
+    s.val = need(val);
+    return;
+  }
+  // Train's own option; evaluate finds it in the run's settings (FILE.ini).
+  double f = 0.2;
+  if (purpose == Purpose::Train) {
+    f = inv.options["val-split"].as<double>();
+  } else if (const auto text = inv.config_value("val-split")) {
+    try {
+      f = std::stod(*text);
+    } catch (const std::exception&) {
+      throw ConfigError("val-split in the run's settings is not a number: '" + *text + "'");
+    }
+  }
+  if (!(f > 0 && f < 1)) {
+    throw ConfigError("--val-split must be between 0 and 1 (the fraction held out for validation), got " +
+                      format_value(f) + (inv.dataset == "csv" ? "; or give --val-data FILE.csv" : ""));
+  }
+  const auto val = static_cast<int64_t>(std::llround(f * static_cast<double>(all->size())));
+  if (val < 1 || val >= all->size()) {
+    throw DataError("--val-split " + format_value(f) + " of the " + std::to_string(all->size()) + " samples of " +
+                    all->name() + " leaves " + (val < 1 ? "no validation samples" : "no training samples") +
+                    "; give more data or another fraction");
+  }
+  std::tie(s.train, s.val) = hold_out(all, val, s.seed);
 }
 
 Setup set_up(Invocation& inv, Purpose purpose, bool with_metrics) {
@@ -157,9 +178,9 @@ Setup set_up(Invocation& inv, Purpose purpose, bool with_metrics) {
   s.seed = inv.options.count("seed") ? inv.options["seed"].as<uint64_t>() : 2;
   s.batch_size = inv.options.count("batch-size") ? positive<int64_t>(inv, "batch-size") : s.model->default_batch_size();
   seed_everything(s.seed);
-  if (purpose != Purpose::Predict) s.data = user_or_model_data(inv, s, purpose);
-  if (inv.has("data") && (purpose == Purpose::Train || purpose == Purpose::Summary)) {
-    s.model->adapt(s.data.train);
+  load_data(inv, s, purpose);
+  if (s.dataset && (purpose == Purpose::Train || purpose == Purpose::Summary)) {
+    s.model->adapt(*s.train);
     // Record what the model learned from the data, so evaluate and predict build the same net.
     auto& values = inv.plugin_values[s.name];
     for (const auto& [key, value] : s.model->learned_options()) {
@@ -273,6 +294,10 @@ int run_train(Invocation& inv) {
 
   Callbacks callbacks;
   std::vector<const PluginEntry*> plugins{s.entry};
+  if (s.dataset_entry) {
+    plugins.push_back(s.dataset_entry);
+    set_option(inv, "dataset", inv.dataset);  // --data alone: recorded as the csv dataset
+  }
   for (const auto& name : inv.callbacks) {
     const auto& entry = inv.registry->find(name, PluginKind::Callback);
     callbacks.push_back(inv.registry->make_callback(name, inv.plugin_options(entry)));
@@ -299,14 +324,18 @@ int run_train(Invocation& inv) {
   }
   // Checked before any file is written.
   const bool pin = inv.options["pin-memory"].as<bool>();
-  auto train_options = LoaderOptions(s.batch_size).shuffle(true).seed(s.seed).pin_memory(pin);
-  const int64_t workers = parse_workers(inv.options["workers"].as<std::string>(), s.data.train, train_options);
+  auto train_options =
+      LoaderOptions(s.batch_size).shuffle(true).seed(s.seed).pin_memory(pin).transforms(s.train_transforms);
+  const int64_t workers = parse_workers(inv.options["workers"].as<std::string>(), *s.train, train_options);
   if (rank0) atomic_write_text(config_path, [&](std::ostream& out) { out << settings; });
   install_stop_signal_handlers();
 
   Trainer trainer(s.net, s.model->make_loss(), s.metrics, optimizer);
-  DataLoader train(s.data.train, train_options.workers(workers));
-  DataLoader val(s.data.val, LoaderOptions(s.batch_size).pin_memory(pin).workers(workers));
+  DataLoader train(s.train, train_options.workers(workers));
+  DataLoader val;
+  if (s.val && s.val->size() > 0) {
+    val = DataLoader(s.val, LoaderOptions(s.batch_size).pin_memory(pin).workers(workers).transforms(s.eval_transforms));
+  }
   auto save_history = [&](const History& h) {
     if (history_path.extension() == ".json") {
       h.to_json(history_path);
@@ -383,13 +412,19 @@ int run_train(Invocation& inv) {
   return 0;
 }
 
+// A loader over data to evaluate or predict on: in order, the dataset's evaluation transforms.
+DataLoader eval_loader(const Setup& s, const std::shared_ptr<const Dataset>& data) {
+  auto options = LoaderOptions(s.batch_size).transforms(s.eval_transforms);
+  return DataLoader(data, options.workers(suggested_workers(*data, options)));
+}
+
 int run_evaluate(Invocation& inv) {
   const auto device = parse_device(inv.options["device"].as<std::string>());
   Setup s = set_up(inv, Purpose::Evaluate, true);
   load_weights(s.net, inv.options["ckpt-path"].as<std::string>(), s.name);
   Trainer trainer(s.net, s.model->make_loss(), s.metrics);
   trainer.to(device);
-  const auto logs = trainer.evaluate(DataLoader(s.data.val, LoaderOptions(s.batch_size)));
+  const auto logs = trainer.evaluate(eval_loader(s, s.val));
   if (inv.options["json"].as<bool>()) {
     std::cout << "{";
     bool first = true;
@@ -405,24 +440,21 @@ int run_evaluate(Invocation& inv) {
 }
 
 int run_predict(Invocation& inv) {
-  // The run's settings (FILE.ini) hold the training data's name: the file to predict on must
-  // be named here.
-  if (!inv.on_command_line("data")) {
-    throw ConfigError("'torchfit predict' needs --data FILE.csv (the features to predict on)");
+  // The run's settings (FILE.ini) name the training data: the data to predict on must be named here.
+  if (!inv.data_on_command_line()) {
+    std::string hint = "--data FILE.csv, or --dataset NAME with its options";
+    if (!inv.dataset.empty() && inv.dataset != "csv") hint = "--dataset " + inv.dataset + " with its options";
+    if (inv.dataset == "fashion_mnist") hint += " (e.g. --fashion_mnist.split test)";
+    throw ConfigError("'torchfit predict' needs the data to predict on: " + hint);
   }
-  const fs::path input = inv.options["data"].as<std::string>();
   const fs::path output = required(inv, "output", "FILE.csv (where to write the predictions)");
   check_writable_parent(output, "output file");
   const auto device = parse_device(inv.options["device"].as<std::string>());
   Setup s = set_up(inv, Purpose::Predict, false);
   load_weights(s.net, inv.options["ckpt-path"].as<std::string>(), s.name);
-  auto csv = csv_options(inv);
-  csv.ignore_target = true;
-  csv.expected_features = s.model->input_features();
-  const auto table = read_csv(input, csv);
   Trainer trainer(s.net, s.model->make_loss());
   trainer.to(device);
-  const auto outputs = trainer.predict(table.features, s.batch_size);
+  const auto outputs = trainer.predict(eval_loader(s, s.train));
   const auto predictions = s.model->to_predictions(outputs);
   write_csv(output, predictions.columns, predictions.values);
   std::cout << "wrote " << predictions.values.size(0) << " predictions (" ;
@@ -433,7 +465,12 @@ int run_predict(Invocation& inv) {
 
 int run_summary(Invocation& inv) {
   Setup s = set_up(inv, Purpose::Summary, false);
-  std::cout << summary(s.net, s.data.train.features().narrow(0, 0, 1));
+  if (!s.dataset) {
+    std::cout << summary(s.net, static_cast<const TensorDataset&>(*s.train).features().narrow(0, 0, 1));
+    return 0;
+  }
+  // One sample as the net sees it (after the dataset's transforms): exact shapes.
+  std::cout << summary(s.net, DataLoader(s.train, LoaderOptions(1).transforms(s.eval_transforms)).epoch(0).batch(0));
   return 0;
 }
 

@@ -130,7 +130,7 @@ std::string format_listing(const std::vector<FolderListing>& folders, bool non_p
   }
   out << pad("KIND", 9) << "  " << pad("NAME", name_width) << "  " << pad("VERSION", version_width)
       << "  DESCRIPTION\n";
-  for (const char* kind : {"model", "callback", "metric"}) {
+  for (const char* kind : {"model", "dataset", "callback", "metric"}) {
     for (const auto& f : folders) {
       for (const auto& p : f.plugins) {
         if (p.kind != kind) continue;

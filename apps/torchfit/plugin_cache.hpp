@@ -17,7 +17,7 @@ namespace torchfit::cli {
 /// One searched folder as `torchfit plugins` shows it.
 struct FolderListing {
   struct Plugin {
-    std::string kind;  ///< torchfit::kind_name()'s word: "model", "callback" or "metric"
+    std::string kind;  ///< torchfit::kind_name()'s word: "model", "dataset", "callback" or "metric"
     std::string name, version, description;
     std::string file;  ///< name inside the folder
   };

@@ -161,8 +161,27 @@ Batch TensorDataset::get_batch(const torch::Tensor& indices) const {
   return Batch(std::move(out));
 }
 
+TensorDataset TensorDataset::keeping_labels(Fields fields) const {
+  TensorDataset out(std::move(fields));
+  out.name_ = name_;
+  out.classes_ = classes_;
+  return out;
+}
+
+TensorDataset TensorDataset::named(std::string name) const {
+  TensorDataset out(*this);
+  out.name_ = std::move(name);
+  return out;
+}
+
+TensorDataset TensorDataset::with_classes(std::vector<std::string> classes) const {
+  TensorDataset out(*this);
+  out.classes_ = std::move(classes);
+  return out;
+}
+
 TensorDataset TensorDataset::subset(const torch::Tensor& indices) const {
-  return TensorDataset(Fields(get_batch(indices)));
+  return keeping_labels(Fields(get_batch(indices)));
 }
 
 TensorDataset TensorDataset::to(torch::Device device, bool non_blocking) const {
@@ -173,7 +192,7 @@ TensorDataset TensorDataset::to(torch::Device device, bool non_blocking) const {
   for (size_t i = 0; i < fields_.count(); ++i) {
     moved.add(fields_.name(i), fields_[i].to(device, non_blocking).contiguous(), fields_.role(i));
   }
-  return TensorDataset(std::move(moved));
+  return keeping_labels(std::move(moved));
 }
 
 std::shared_ptr<const Dataset> TensorDataset::on_device(torch::Device device) const {
@@ -204,6 +223,7 @@ class SubsetDataset : public Dataset {
   }
   std::string name() const override { return base_->name(); }
   torch::Device device() const override { return torch::kCPU; }
+  std::vector<std::string> classes() const override { return base_->classes(); }
 
  private:
   std::shared_ptr<const Dataset> base_;

@@ -218,13 +218,26 @@ void write_idx(const fs::path& path, const torch::Tensor& values, bool gzip) {
   atomic_write_bytes(path, bytes, "IDX file");
 }
 
-TensorDataset read_idx_images(const fs::path& images_path, const fs::path& labels_path) {
+namespace {
+// [N, H, W] or [N, C, H, W] images, as [N, C, H, W].
+torch::Tensor images_from(const fs::path& images_path) {
   auto images = read_idx(images_path);
-  auto labels = read_idx(labels_path);
   if (images.dim() != 3 && images.dim() != 4) {
     throw DataError("IDX file " + images_path.string() + " holds " + std::to_string(images.dim()) +
                     "-D values; images are [N, H, W] or [N, C, H, W]");
   }
+  if (images.size(0) == 0) throw DataError("IDX file " + images_path.string() + " holds no images");
+  return (images.dim() == 3 ? images.unsqueeze(1) : images).contiguous();
+}
+}  // namespace
+
+TensorDataset read_idx_images(const fs::path& images_path) {
+  return TensorDataset(Fields().add_input("image", images_from(images_path)));
+}
+
+TensorDataset read_idx_images(const fs::path& images_path, const fs::path& labels_path) {
+  auto images = images_from(images_path);
+  auto labels = read_idx(labels_path);
   if (labels.dim() != 1) {
     throw DataError("IDX file " + labels_path.string() + " holds " + std::to_string(labels.dim()) +
                     "-D values; labels are [N]");
@@ -237,12 +250,10 @@ TensorDataset read_idx_images(const fs::path& images_path, const fs::path& label
                     " but the labels (" + labels_path.string() + ") " + std::to_string(labels.size(0)) +
                     "; they must be as many");
   }
-  if (images.size(0) == 0) throw DataError("IDX file " + images_path.string() + " holds no images");
   if (labels.lt(0).any().item<bool>()) {
     throw DataError("IDX file " + labels_path.string() + " holds a negative label; labels are class indices from 0");
   }
-  if (images.dim() == 3) images = images.unsqueeze(1);
-  return TensorDataset(Fields().add_input("image", images.contiguous()).add_target("label", labels.to(torch::kLong)));
+  return TensorDataset(Fields().add_input("image", images).add_target("label", labels.to(torch::kLong)));
 }
 
 }  // namespace torchfit

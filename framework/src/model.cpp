@@ -2,6 +2,7 @@
 #include "torchfit/model.hpp"
 
 #include "torchfit/errors.hpp"
+#include "torchfit/batch.hpp"
 
 namespace torchfit {
 
@@ -21,8 +22,14 @@ Predictions ModelPlugin::to_predictions(const torch::Tensor& outputs) const {
 
 torch::Tensor ModelPlugin::make_targets(const torch::Tensor& column, const std::string&) { return column; }
 
-void ModelPlugin::adapt(const TensorDataset& train) {
-  const auto width = train.features().size(1);
+void ModelPlugin::adapt(const Dataset& train) {
+  const auto first = train.sample(0);
+  const auto& x = first.input();
+  if (x.dim() != 1) {
+    throw DataError("this model takes rows of " + std::to_string(input_features()) + " numbers, but a sample's input '" +
+                    first.names(Role::Input)[0] + "' of " + train.name() + " is " + shape_string(x.sizes()));
+  }
+  const auto width = x.size(0);
   if (width != input_features()) {
     throw DataError("this model takes " + std::to_string(input_features()) + " features per sample, the data has " +
                     std::to_string(width) + "; choose the columns with --features");

@@ -22,6 +22,8 @@ const char* kind_name(PluginKind kind) {
       return "metric";
     case PluginKind::Model:
       return "model";
+    case PluginKind::Dataset:
+      return "dataset";
   }
   return "?";
 }
@@ -66,7 +68,7 @@ class LibraryModel final : public ModelPlugin {
   torch::Tensor make_targets(const torch::Tensor& column, const std::string& origin) override {
     return inner_->make_targets(column, origin);
   }
-  void adapt(const TensorDataset& train) override { inner_->adapt(train); }
+  void adapt(const Dataset& train) override { inner_->adapt(train); }
   std::vector<std::pair<std::string, std::string>> learned_options() const override {
     return inner_->learned_options();
   }
@@ -76,6 +78,47 @@ class LibraryModel final : public ModelPlugin {
   Library library_;
   std::string name_;
 };
+
+// A dataset plugin whose datasets and transforms keep its library loaded too.
+class LibraryDatasetPlugin final : public DatasetPlugin {
+ public:
+  LibraryDatasetPlugin(std::shared_ptr<DatasetPlugin> inner, Library library)
+      : inner_(std::move(inner)), library_(std::move(library)) {}
+  std::shared_ptr<const Dataset> load(const DataRequest& request) const override {
+    return held(inner_->load(request));
+  }
+  std::shared_ptr<const Dataset> load_validation(const DataRequest& request) const override {
+    return held(inner_->load_validation(request));
+  }
+  std::vector<Transform> transforms(bool training) const override {
+    auto out = inner_->transforms(training);
+    for (auto& t : out) {
+      t = [t = std::move(t), library = library_](Sample& sample, Rng& rng) { t(sample, rng); };
+    }
+    return out;
+  }
+
+ private:
+  std::shared_ptr<const Dataset> held(std::shared_ptr<const Dataset> data) const {
+    return data ? hold_library(std::move(data), library_) : nullptr;
+  }
+  std::shared_ptr<DatasetPlugin> inner_;  // destroyed before library_
+  Library library_;
+};
+
+const char* factory_name(PluginKind kind) {
+  switch (kind) {
+    case PluginKind::Callback:
+      return "torchfit_create_callback";
+    case PluginKind::Metric:
+      return "torchfit_create_metric";
+    case PluginKind::Model:
+      return "torchfit_create_model";
+    case PluginKind::Dataset:
+      return "torchfit_create_dataset";
+  }
+  return "?";
+}
 
 std::string major_minor(const std::string& version) {
   auto first = version.find('.');
@@ -171,9 +214,7 @@ void Registry::scan(const fs::path& dir) {
                           true});
       continue;
     }
-    const char* factory = info.kind == PluginKind::Callback ? "torchfit_create_callback"
-                          : info.kind == PluginKind::Metric ? "torchfit_create_metric"
-                                                            : "torchfit_create_model";
+    const char* factory = factory_name(info.kind);
     if (!library->has(factory)) {
       skipped_.push_back({file, std::string("says it is a ") + kind_name(info.kind) + " plugin but exports no " + factory,
                           true});
@@ -309,6 +350,22 @@ std::shared_ptr<ModelPlugin> Registry::make_model(const std::string& name, const
   }
   return std::make_shared<LibraryModel>(hold_library(std::move(made), entry.library), entry.library,
                                         entry.info.name);
+}
+
+std::shared_ptr<DatasetPlugin> Registry::make_dataset(const std::string& name, const PluginOptions& options) const {
+  const auto& entry = find(name, PluginKind::Dataset);
+  std::shared_ptr<DatasetPlugin> made;
+  try {
+    made = entry.library->get_alias<DatasetFactory>("torchfit_create_dataset")(options);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw PluginError("dataset plugin '" + name + "' could not be created: " + e.what());
+  }
+  if (!made) {
+    throw PluginError("dataset plugin '" + name + "' returned nothing from its factory");
+  }
+  return std::make_shared<LibraryDatasetPlugin>(hold_library(std::move(made), entry.library), entry.library);
 }
 
 Metrics Registry::make_metrics(const std::vector<std::string>& names) const {

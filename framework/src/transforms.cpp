@@ -109,6 +109,39 @@ Transform gaussian_noise(double std, std::string field) {
   };
 }
 
+Transform to_float(double scale, std::string field) {
+  if (!(scale > 0) || !std::isfinite(scale)) throw ConfigError("to_float: the scale must be positive, got " + std::to_string(scale));
+  return [scale, field](Sample& sample, Rng&) {
+    auto& x = sample[field];
+    x = x.to(torch::kFloat).mul(scale);
+  };
+}
+
+Transform random_erasing(double p, std::string field) {
+  if (!(p >= 0 && p <= 1)) throw ConfigError("random_erasing: the probability must be in [0, 1], got " + std::to_string(p));
+  return [p, field](Sample& sample, Rng& rng) {
+    auto& x = sample[field];
+    need_dims(x, 2, field, "random_erasing");
+    if (!rng.chance(p)) return;
+    const int64_t h = x.size(-2), w = x.size(-1);
+    const double area = static_cast<double>(h * w);
+    // torchvision's RandomErasing: 2% to 33% of the area, aspect ratio 0.3 to 3.3 (log-uniform);
+    // up to ten tries for a rectangle that fits.
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      const double target = area * (0.02 + rng.uniform() * (0.33 - 0.02));
+      const double ratio = std::exp(std::log(0.3) + rng.uniform() * (std::log(1 / 0.3) - std::log(0.3)));
+      const auto eh = static_cast<int64_t>(std::lround(std::sqrt(target * ratio)));
+      const auto ew = static_cast<int64_t>(std::lround(std::sqrt(target / ratio)));
+      if (eh < 1 || ew < 1 || eh >= h || ew >= w) continue;
+      const int64_t top = rng.integer(0, h - eh), left = rng.integer(0, w - ew);
+      auto erased = x.clone();
+      erased.narrow(-2, top, eh).narrow(-1, left, ew).zero_();
+      x = erased;
+      return;
+    }
+  };
+}
+
 }  // namespace transforms
 
 }  // namespace torchfit

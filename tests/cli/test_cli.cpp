@@ -266,7 +266,7 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
   const std::vector<Case> cases = {
       {"trian", "unknown command 'trian'; did you mean 'train'?"},
       {"", "no command given"},
-      {"train", "'torchfit train' needs --model NAME (models: dnn_binary, linear_regression, mlp)"},
+      {"train", "'torchfit train' needs --model NAME (models: cnn, dnn_binary, linear_regression, mlp)"},
       {"train --model dnn_binar", "unknown model 'dnn_binar'; did you mean 'dnn_binary'?"},
       {"train --model dnn_binary --callbacks early_stoping", "did you mean 'early_stopping'?"},
       {"train --model dnn_binary --metrics acc,aucc", "unknown metric 'aucc'; did you mean"},
@@ -555,4 +555,88 @@ BOOST_AUTO_TEST_CASE(bad_data_gets_a_clear_error_and_writes_nothing) {
   auto p = run_torchfit("predict --model mlp --task binary --data train.csv --output p.csv --ckpt-path none", dir.path);
   BOOST_TEST(p.rc == 2);
   BOOST_TEST(has(p.err, "learns its input width from the data"));
+}
+
+namespace {
+// `n` 8x8 byte images: class 0 bright above, class 1 bright below (a flip keeps the class), with noise.
+void write_image_set(const fs::path& dir, const std::string& prefix, int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto labels = torch::arange(n, torch::kLong).remainder(2);
+  auto rows = torch::arange(8).view({1, 8, 1}).expand({n, 8, 8});
+  auto bright = torch::where(labels.view({-1, 1, 1}) == 0, rows < 4, rows >= 4);
+  auto images = (bright.to(torch::kFloat) * 150 + torch::rand({n, 8, 8}) * 100).to(torch::kByte);
+  torchfit::write_idx(dir / (prefix + "-images.gz"), images, true);
+  torchfit::write_idx(dir / (prefix + "-labels"), labels.to(torch::kByte));
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(cnn_trains_evaluates_and_predicts_on_idx_images) {
+  test::TempDir dir;
+  write_image_set(dir.path, "train", 160, 1);
+  write_image_set(dir.path, "test", 40, 2);
+  const std::string data = " --dataset idx --idx.images train-images.gz --idx.labels train-labels --idx.classes up,down";
+  auto t = run_torchfit("train --model cnn --cnn.widths 4 --cnn.hidden 8 --epochs 8 --batch-size 16 --lr 0.01 -q" + data +
+                            " --idx.flip 0.5 --idx.crop-padding 1 --idx.mean 0.5 --idx.std 0.3",
+                        dir.path);
+  BOOST_REQUIRE_MESSAGE(t.rc == 0, t.err);
+  const auto ini = test::read_file(dir / "checkpoint.ini");
+  // The dataset, its options and the image shape the cnn learned are recorded for evaluate and predict.
+  BOOST_TEST(has(ini, "dataset = idx\n"));
+  BOOST_TEST(has(ini, "[idx]\n"));
+  BOOST_TEST(has(ini, "crop-padding = 1\n"));
+  BOOST_TEST(has(ini, "channels = 1\nheight = 8\nwidth = 8\nclasses = 2\n"));
+  // evaluate: the run's validation split by default (the checkpoint's own loss), all of a named set otherwise.
+  auto e = run_torchfit("evaluate --json", dir.path);
+  BOOST_REQUIRE_MESSAGE(e.rc == 0, e.err);
+  const auto info = torchfit::read_checkpoint_info(dir / "checkpoint");
+  BOOST_TEST(json_value(e.out, "val_loss") == *info.logs.get("val_loss"), boost::test_tools::tolerance(1e-5));
+  auto test_set = run_torchfit("evaluate --json --idx.images test-images.gz --idx.labels test-labels", dir.path);
+  BOOST_REQUIRE_MESSAGE(test_set.rc == 0, test_set.err);
+  BOOST_TEST(json_value(test_set.out, "val_accuracy") >= 0.9);
+  // predict: one row per image, class and probabilities; labels are not needed.
+  auto p = run_torchfit("predict --idx.images test-images.gz --output p.csv", dir.path);
+  BOOST_REQUIRE_MESSAGE(p.rc == 0, p.err);
+  BOOST_TEST(has(p.out, "wrote 40 predictions (class, probability_0, probability_1)"));
+  const auto rows = torchfit::read_numeric_csv(dir / "p.csv");
+  BOOST_TEST(rows.values.size(0) == 40);
+  BOOST_TEST(torch::allclose(rows.values.narrow(1, 1, 2).sum(1).to(torch::kDouble), torch::ones({40}, torch::kDouble), 1e-5));
+  // summary: exact shapes from the dataset.
+  auto s = run_torchfit("summary --model cnn --cnn.widths 4 --cnn.hidden 8" + data, dir.path);
+  BOOST_REQUIRE_MESSAGE(s.rc == 0, s.err);
+  BOOST_TEST(has(s.out, "[-1, 4, 4, 4]"));
+  BOOST_TEST(!has(s.out, "?"));
+}
+
+BOOST_AUTO_TEST_CASE(bad_image_data_gets_one_line_naming_the_file) {
+  test::TempDir dir;
+  write_image_set(dir.path, "train", 20, 1);
+  torchfit::write_idx(dir / "five-labels", torch::zeros({5}, torch::kByte));
+  test::write_file(dir / "short.gz", std::string("\x00\x00\x08\x03", 4));
+  struct Case {
+    std::string args, message;
+    int rc;
+  };
+  const std::string cnn = "train --model cnn --epochs 1 --dataset idx";
+  const std::vector<Case> cases = {
+      {cnn + " --idx.images train-images.gz --idx.labels five-labels", "are 20 but the labels", 1},
+      {cnn + " --idx.images short.gz --idx.labels five-labels", "short.gz", 1},
+      {cnn + " --idx.images none.gz --idx.labels five-labels", "none.gz", 1},
+      {cnn + " --idx.images train-images.gz", "need their labels: give --idx.labels FILE", 2},
+      {cnn + " --idx.images train-images.gz --idx.labels train-labels --cnn.widths 8,8,8,8",
+       "too small for the cnn's 4 pooling blocks", 1},
+      {cnn + " --idx.images train-images.gz --idx.labels train-labels --target x", "--target is an option of the csv dataset", 2},
+      {"train --model cnn --epochs 1 --dataset fashion_mnist --fashion_mnist.folder nowhere",
+       "apt-get install dataset-fashion-mnist", 1},
+      {"train --model cnn --epochs 1", "the cnn model has no data of its own: give --dataset fashion_mnist", 2},
+      {"train --model cnn --dataset imagenet", "unknown dataset 'imagenet'", 2},
+  };
+  for (const auto& c : cases) {
+    auto r = run_torchfit(c.args, dir.path);
+    BOOST_TEST_CONTEXT(c.args) {
+      BOOST_TEST(r.rc == c.rc);
+      BOOST_TEST(has(r.err, c.message));
+      BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    }
+  }
+  BOOST_TEST((files_in(dir.path) == std::set<std::string>{"five-labels", "short.gz", "train-images.gz", "train-labels"}));
 }

@@ -32,7 +32,7 @@ BOOST_AUTO_TEST_CASE(discovers_the_standard_plugins_without_creating_them) {
     BOOST_TEST(fs::exists(p.file));
     BOOST_TEST(p.info.abi_version == tf::kPluginAbiVersion);
   }
-  BOOST_TEST(found.size() == 17u);
+  BOOST_TEST(found.size() == 21u);
   BOOST_TEST((found.at("early_stopping") == tf::PluginKind::Callback));
   BOOST_TEST((found.at("model_checkpoint") == tf::PluginKind::Callback));
   BOOST_TEST((found.at("progress_bar") == tf::PluginKind::Callback));
@@ -42,9 +42,63 @@ BOOST_AUTO_TEST_CASE(discovers_the_standard_plugins_without_creating_them) {
   BOOST_TEST((found.at("dnn_binary") == tf::PluginKind::Model));
   BOOST_TEST((found.at("linear_regression") == tf::PluginKind::Model));
   BOOST_TEST((found.at("mlp") == tf::PluginKind::Model));
+  BOOST_TEST((found.at("cnn") == tf::PluginKind::Model));
+  for (const char* d : {"csv", "idx", "fashion_mnist"}) BOOST_TEST((found.at(d) == tf::PluginKind::Dataset));
   const auto metrics = reg.names(tf::PluginKind::Metric);
   for (const char* m : {"acc", "accuracy", "auc", "precision", "recall", "f1", "mae", "mse", "rmse", "r2"}) {
     BOOST_TEST(std::count(metrics.begin(), metrics.end(), m) == 1);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_dataset_plugin_loads_its_data_and_transforms) {
+  tf::Registry reg(test::standard_plugin_dirs());
+  test::TempDir dir;
+  // 6 images 4x4 of two classes, as the idx plugin reads them.
+  auto images = torch::arange(96, torch::kLong).remainder(256).to(torch::kByte).reshape({6, 4, 4});
+  tf::write_idx(dir.path / "images.idx", images, true);
+  tf::write_idx(dir.path / "labels.idx", torch::tensor({0, 1, 0, 1, 1, 0}, torch::kByte));
+  const auto& entry = reg.find("idx", tf::PluginKind::Dataset);
+  auto options = reg.parse_options(entry, {"--images=" + (dir.path / "images.idx").string(),
+                                           "--labels=" + (dir.path / "labels.idx").string(), "--classes=even,odd",
+                                           "--flip=1", "--mean=0.5", "--std=0.25"});
+  auto plugin = reg.make_dataset("idx", options);
+  tf::DataRequest request;
+  auto data = plugin->load(request);
+  BOOST_REQUIRE(data);
+  BOOST_TEST(data->size() == 6);
+  BOOST_TEST((data->classes() == std::vector<std::string>{"even", "odd"}));
+  auto sample = data->sample(1);
+  BOOST_TEST((sample["image"].sizes() == torch::IntArrayRef{1, 4, 4}));
+  BOOST_TEST(sample["label"].item<int64_t>() == 1);
+  // Evaluation: to [0, 1], normalized. Training adds the flip (p = 1: always).
+  auto eval = sample;
+  tf::Rng rng(1);
+  for (auto& t : plugin->transforms(false)) t(eval, rng);
+  const auto expected = (images[1].to(torch::kFloat).unsqueeze(0) / 255 - 0.5) / 0.25;
+  BOOST_TEST(torch::allclose(eval["image"], expected));
+  auto train = sample;
+  for (auto& t : plugin->transforms(true)) t(train, rng);
+  BOOST_TEST(torch::allclose(train["image"], expected.flip({-1})));
+  // Predict needs no labels; train does.
+  auto unlabelled = reg.make_dataset("idx", reg.parse_options(entry, {"--images=" + (dir.path / "images.idx").string()}));
+  request.purpose = tf::DataRequest::Purpose::Predict;
+  BOOST_TEST(!unlabelled->load(request)->sample(0).has_targets());
+  request.purpose = tf::DataRequest::Purpose::Train;
+  BOOST_CHECK_THROW(unlabelled->load(request), tf::ConfigError);
+  // Bad option values are refused when the plugin is made, naming the option.
+  try {
+    reg.make_dataset("idx", reg.parse_options(entry, {"--images=x", "--flip=2"}));
+    BOOST_FAIL("flip 2 accepted");
+  } catch (const tf::ConfigError& e) {
+    BOOST_TEST(std::string(e.what()).find("--idx.flip is a probability") != std::string::npos);
+  }
+  // A missing Fashion-MNIST folder says which package to install.
+  const auto& fashion = reg.find("fashion_mnist", tf::PluginKind::Dataset);
+  try {
+    reg.make_dataset("fashion_mnist", reg.parse_options(fashion, {"--folder=" + (dir.path / "none").string()}));
+    BOOST_FAIL("a missing folder accepted");
+  } catch (const tf::DataError& e) {
+    BOOST_TEST(std::string(e.what()).find("apt-get install dataset-fashion-mnist") != std::string::npos);
   }
 }
 

@@ -43,6 +43,10 @@ class TORCHFIT_EXPORT Dataset {
   /// then gathers batches there); null (the default) when it cannot: each batch is moved as it
   /// is read instead.
   virtual std::shared_ptr<const Dataset> on_device(torch::Device device) const { return nullptr; }
+  /// The class names of a classification set, in the order of their indices (the target's
+  /// values 0, 1, ...), like torchvision's `dataset.classes`; empty when unknown or not
+  /// classification. evaluate's per-class table and predict's columns use them.
+  virtual std::vector<std::string> classes() const { return {}; }
 };
 
 /// An iterable (streaming) dataset, like torch.utils.data.IterableDataset: samples read in
@@ -106,9 +110,13 @@ class TORCHFIT_EXPORT TensorDataset : public Dataset {
   Sample get(int64_t index) const override;
   /// One index_select per field.
   Batch get_batch(const torch::Tensor& indices) const override;
-  std::string name() const override { return "tensor dataset"; }
+  std::string name() const override { return name_; }
   torch::Device device() const override;
   std::shared_ptr<const Dataset> on_device(torch::Device device) const override;
+  std::vector<std::string> classes() const override { return classes_; }
+  /// The same data under another name (messages) and with class names (copies share the tensors).
+  TensorDataset named(std::string name) const;
+  TensorDataset with_classes(std::vector<std::string> classes) const;
 
   const Fields& fields() const { return fields_; }
   /// The first input and the first target (undefined when there is none).
@@ -121,7 +129,10 @@ class TORCHFIT_EXPORT TensorDataset : public Dataset {
   TensorDataset to(torch::Device device, bool non_blocking = false) const;
 
  private:
+  TensorDataset keeping_labels(Fields fields) const;  // new fields, this name and these classes
   Fields fields_;
+  std::string name_ = "tensor dataset";
+  std::vector<std::string> classes_;
 };
 
 /// The samples of `dataset` at `indices`, in that order, without copying them (a training and

@@ -28,5 +28,7 @@ TORCHFIT_EXPORT void write_idx(const std::filesystem::path& path, const torch::T
 /// (60,000 28x28 images: 47 MB). Throws DataError when a file is bad (read_idx), the images are
 /// not 3-D or 4-D, or the counts differ.
 TORCHFIT_EXPORT TensorDataset read_idx_images(const std::filesystem::path& images, const std::filesystem::path& labels);
+/// The images alone (data to predict on): the input "image", no target.
+TORCHFIT_EXPORT TensorDataset read_idx_images(const std::filesystem::path& images);
 
 }  // namespace torchfit

@@ -49,17 +49,18 @@ class TORCHFIT_EXPORT ModelPlugin {
   /// Features per sample, for reading prediction inputs (CSV columns).
   virtual int64_t input_features() const = 0;
 
-  // The user's data (`torchfit train --data FILE.csv --target COLUMN`). The runner reads the
-  // files, turns the target column into targets with make_targets(), lets the model adapt() to
-  // the training split, then calls make_net().
+  // The user's data (`torchfit train --dataset NAME`, or `--data FILE.csv --target COLUMN`).
+  // The dataset plugin reads it (a CSV file's target column through make_targets()), the model
+  // adapt()s to the training split, then the runner calls make_net().
 
   /// The targets the loss expects, from the target column ([rows, 1], float32) of `origin`.
   /// Throws DataError for values the model cannot learn (naming the row). Called for every
   /// labelled file of a run (training and validation) before adapt(). By default: as read.
   virtual torch::Tensor make_targets(const torch::Tensor& column, const std::string& origin);
-  /// Learns what the net needs from the training split, before make_net(): input width,
-  /// classes, standardization statistics. By default: checks the width is input_features().
-  virtual void adapt(const TensorDataset& train);
+  /// Learns what the net needs from the training split, before make_net(): input width or
+  /// image shape, classes, standardization statistics. Throws DataError for data the model
+  /// cannot take. By default: checks that each sample's input is input_features() numbers.
+  virtual void adapt(const Dataset& train);
   /// What adapt() learned that evaluate and predict need to rebuild the same net, as option
   /// values of this plugin ({"inputs", "10"}); the runner records them in the run's settings.
   virtual std::vector<std::pair<std::string, std::string>> learned_options() const { return {}; }

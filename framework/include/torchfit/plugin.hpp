@@ -10,6 +10,7 @@
 
 #include "torchfit/callback.hpp"
 #include "torchfit/compat.hpp"
+#include "torchfit/dataset_plugin.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/export.hpp"
 #include "torchfit/metric.hpp"
@@ -18,7 +19,7 @@
 
 namespace torchfit {
 
-enum class PluginKind { Callback, Metric, Model };
+enum class PluginKind { Callback, Metric, Model, Dataset };
 
 TORCHFIT_EXPORT const char* kind_name(PluginKind kind);
 
@@ -49,6 +50,7 @@ struct TORCHFIT_EXPORT PluginInfo {
 using CallbackFactory = std::shared_ptr<Callback>(const PluginOptions& options);
 using MetricFactory = std::shared_ptr<Metric>(const std::string& metric, const PluginOptions& options);
 using ModelFactory = std::shared_ptr<ModelPlugin>(const PluginOptions& options);
+using DatasetFactory = std::shared_ptr<DatasetPlugin>(const PluginOptions& options);
 
 namespace plugin_detail {
 inline unsigned abi_version() { return kPluginAbiVersion; }
@@ -80,3 +82,6 @@ inline unsigned abi_version() { return kPluginAbiVersion; }
 /// Exports a model plugin: `create(options)` returns a ModelPlugin.
 #define TORCHFIT_MODEL_PLUGIN(describe, create) \
   TORCHFIT_PLUGIN_ENTRY_(describe, create, ModelFactory, torchfit_create_model)
+/// Exports a dataset plugin: `create(options)` returns a DatasetPlugin.
+#define TORCHFIT_DATASET_PLUGIN(describe, create) \
+  TORCHFIT_PLUGIN_ENTRY_(describe, create, DatasetFactory, torchfit_create_dataset)

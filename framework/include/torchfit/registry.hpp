@@ -55,6 +55,8 @@ class TORCHFIT_EXPORT Registry {
   std::shared_ptr<Callback> make_callback(const std::string& name, const PluginOptions& options) const;
   std::shared_ptr<Metric> make_metric(const std::string& name, const PluginOptions& options) const;
   std::shared_ptr<ModelPlugin> make_model(const std::string& name, const PluginOptions& options) const;
+  /// Its datasets and transforms hold the library too.
+  std::shared_ptr<DatasetPlugin> make_dataset(const std::string& name, const PluginOptions& options) const;
   /// Every named metric, made with default options. Throws for duplicates.
   Metrics make_metrics(const std::vector<std::string>& names) const;
 

@@ -7,6 +7,7 @@
 #include "torchfit/csv.hpp"
 #include "torchfit/data.hpp"
 #include "torchfit/dataset.hpp"
+#include "torchfit/dataset_plugin.hpp"
 #include "torchfit/device.hpp"
 #include "torchfit/distributed.hpp"
 #include "torchfit/errors.hpp"

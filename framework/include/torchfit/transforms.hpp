@@ -59,6 +59,12 @@ TORCHFIT_EXPORT Transform random_horizontal_flip(double p = 0.5, std::string fie
 /// original size at a random place (torchvision's RandomCrop(size, padding)): shifts of up to
 /// `padding` pixels.
 TORCHFIT_EXPORT Transform random_crop(int64_t padding, std::string field = "x");
+/// The field as float32 times `scale`: bytes 0..255 to [0, 1] by default, like torchvision's ToTensor.
+TORCHFIT_EXPORT Transform to_float(double scale = 1.0 / 255, std::string field = "x");
+/// With probability `p`, zeroes one rectangle of 2% to 33% of the image's area, its aspect
+/// ratio 0.3 to 3.3 (torchvision's RandomErasing with its defaults; after normalize, zero is
+/// the mean).
+TORCHFIT_EXPORT Transform random_erasing(double p = 0.5, std::string field = "x");
 /// Adds Gaussian noise of standard deviation `std`.
 TORCHFIT_EXPORT Transform gaussian_noise(double std, std::string field = "x");
 

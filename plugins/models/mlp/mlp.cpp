@@ -129,8 +129,16 @@ class Mlp final : public torchfit::ModelPlugin {
     return values.to(torch::kLong);
   }
 
-  void adapt(const torchfit::TensorDataset& train) override {
-    const auto width = train.features().size(1);
+  void adapt(const torchfit::Dataset& train) override {
+    // Rows of numbers: the whole training split, to learn its width and statistics from.
+    const auto all = train.get_batch(torch::arange(train.size(), torch::kLong));
+    const auto& features = all.input();
+    if (features.dim() != 2) {
+      throw torchfit::DataError("the mlp model takes rows of numbers, but the input '" + all.names(torchfit::Role::Input)[0] +
+                                "' of " + train.name() + " is " + torchfit::shape_string(features.sizes()) +
+                                " (samples first); for images use the cnn model");
+    }
+    const auto width = features.size(1);
     if (inputs_ > 0 && inputs_ != width) {
       throw torchfit::DataError("mlp.inputs is " + std::to_string(inputs_) + " but the training data has " +
                                 std::to_string(width) + " feature columns");
@@ -144,7 +152,7 @@ class Mlp final : public torchfit::ModelPlugin {
       }
     }
     if (standardize_) {
-      const auto x = train.features().to(torch::kDouble);
+      const auto x = features.to(torch::kDouble);
       mean_ = x.mean(0).to(torch::kFloat);
       // Population std, like scikit-learn's StandardScaler; constant columns are left as they are.
       auto s = x.std(0, /*unbiased=*/false).to(torch::kFloat);
