@@ -33,6 +33,13 @@ TORCHFIT_PLUGIN_PATH="$work/example" "$work/prefix/bin/torchfit" train --model d
   --callbacks early_stopping,loss_ratio,lr_monitor -q --history h.csv | tee train.txt
 head -1 h.csv | grep -q "loss_ratio"
 test "$(wc -l < h.csv)" -eq 4
+# The out-of-tree dataset plugin: trained on, recorded in the run's settings, evaluated again.
+test -f "$work/example/squares.so"
+"$work/prefix/bin/torchfit" train --model mlp --task regression --dataset squares --squares.samples 300 --epochs 2 \
+  --plugin-dir "$work/example" -q --ckpt-path sq --history sq.csv | tee squares.txt
+grep -q "^dataset = squares" sq.ini
+grep -q "^samples = 300" sq.ini
+"$work/prefix/bin/torchfit" evaluate --ckpt-path sq --plugin-dir "$work/example" | grep -q "val_loss="
 # The library and the runner report the same version.
 "$work/prefix/bin/torchfit" --version | grep -q "torchfit $(sed -n 's/^project(torchfit VERSION \([0-9.]*\).*/\1/p' "$source/CMakeLists.txt")"
 echo "install test: ok"
