@@ -113,11 +113,14 @@ class Cnn final : public torchfit::ModelPlugin {
                                 "' of " + train.name() + " is " + torchfit::shape_string(x.sizes()));
     }
     const int64_t pools = static_cast<int64_t>(widths_.size());
-    if ((x.size(1) >> pools) < 1 || (x.size(2) >> pools) < 1) {
+    auto pooled = [&](int64_t side) {
+      for (int64_t i = 0; i < pools && side > 0; ++i) side /= 2;
+      return side;
+    };
+    if (pooled(x.size(1)) < 1 || pooled(x.size(2)) < 1) {
       throw torchfit::DataError("the images of " + train.name() + " are " + std::to_string(x.size(1)) + "x" +
                                 std::to_string(x.size(2)) + ", too small for the cnn's " + std::to_string(pools) +
-                                " pooling blocks (each halves the size; at least " + std::to_string(1 << pools) +
-                                " pixels a side); give fewer --cnn.widths");
+                                " pooling blocks (each halves the size); give fewer --cnn.widths");
     }
     auto fixed = [&](const char* key, int64_t given, int64_t seen) {
       if (given > 0 && given != seen) {
