@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <torchfit/torchfit.hpp>
@@ -422,19 +423,35 @@ int run_evaluate(Invocation& inv) {
   const auto device = parse_device(inv.options["device"].as<std::string>());
   Setup s = set_up(inv, Purpose::Evaluate, true);
   load_weights(s.net, inv.options["ckpt-path"].as<std::string>(), s.name);
+  // A classifier (multi-class accuracy among its metrics) also gets the per-class table, from a
+  // confusion matrix measured in the same pass: the run's own, or one added here and not listed.
+  auto confusion = find_confusion(s.metrics);
+  const bool added = !confusion && std::any_of(s.metrics.begin(), s.metrics.end(),
+                                               [](const auto& m) { return m.first == "accuracy"; });
+  if (added) {
+    const auto& entry = inv.registry->find("confusion_matrix", PluginKind::Metric);
+    confusion = std::dynamic_pointer_cast<ConfusionMetric>(
+        inv.registry->make_metric("confusion_matrix", inv.plugin_options(entry)));
+    if (confusion) s.metrics.emplace_back("confusion_matrix", confusion);
+  }
   Trainer trainer(s.net, s.model->make_loss(), s.metrics);
   trainer.to(device);
-  const auto logs = trainer.evaluate(eval_loader(s, s.val));
+  auto logs = trainer.evaluate(eval_loader(s, s.val));
+  if (added) logs.erase("val_confusion_matrix");
+  std::optional<ClassReport> report;
+  if (confusion) report.emplace(confusion->confusion_matrix(), s.val->classes());
   if (inv.options["json"].as<bool>()) {
     std::cout << "{";
     bool first = true;
     for (const auto& [key, value] : logs) {
-      std::cout << (first ? "" : ", ") << '"' << key << "\": " << (std::isfinite(value) ? format_value(value) : "null");
+      std::cout << (first ? "" : ", ") << json_string(key) << ": " << json_number(value);
       first = false;
     }
+    if (report) std::cout << (first ? "" : ", ") << report->json_members();
     std::cout << "}\n";
   } else {
     std::cout << logs.to_string() << "\n";
+    if (report) std::cout << "\n" << report->to_string();
   }
   return 0;
 }

@@ -59,8 +59,6 @@ std::optional<std::size_t> History::best_row(const std::string& monitor, bool hi
 
 namespace {
 
-std::string json_number(double v) { return std::isfinite(v) ? format_exact(v) : "null"; }
-
 std::string csv_number(double v) { return std::isnan(v) ? "" : format_exact(v); }
 
 }  // namespace

@@ -593,6 +593,16 @@ BOOST_AUTO_TEST_CASE(cnn_trains_evaluates_and_predicts_on_idx_images) {
   auto test_set = run_torchfit("evaluate --json --idx.images test-images.gz --idx.labels test-labels", dir.path);
   BOOST_REQUIRE_MESSAGE(test_set.rc == 0, test_set.err);
   BOOST_TEST(json_value(test_set.out, "val_accuracy") >= 0.9);
+  // A classifier's evaluate also gives the per-class table and the confusion matrix, by class name.
+  BOOST_TEST(has(test_set.out, "\"per_class\": [{\"class\": \"up\", \"support\": "));
+  BOOST_TEST(has(test_set.out, "\"confusion_matrix\": [["));
+  BOOST_TEST(!has(test_set.out, "val_confusion_matrix"));  // added by evaluate, not a metric of the run
+  auto table = run_torchfit("evaluate --idx.images test-images.gz --idx.labels test-labels", dir.path);
+  BOOST_REQUIRE_MESSAGE(table.rc == 0, table.err);
+  BOOST_TEST(has(table.out, "val_accuracy="));
+  BOOST_TEST(has(table.out, "macro average"));
+  BOOST_TEST(has(table.out, "confusion matrix (rows: true class, columns: predicted class)"));
+  BOOST_TEST(has(table.out, "\ndown "));
   // predict: one row per image, class and probabilities; labels are not needed.
   auto p = run_torchfit("predict --idx.images test-images.gz --output p.csv", dir.path);
   BOOST_REQUIRE_MESSAGE(p.rc == 0, p.err);

@@ -2,6 +2,8 @@
 #define BOOST_TEST_MODULE distributed
 #include <boost/test/unit_test.hpp>
 
+#include <set>
+
 #include <chrono>
 #include <future>
 #include <thread>
@@ -117,10 +119,12 @@ BOOST_AUTO_TEST_CASE(every_standard_metric_over_shards_equals_the_whole) {
   const auto labels = (torch::rand({301, 1}, gen) < 0.4).to(torch::kFloat);
   const auto scores = torch::randn({301, 4}, gen);
   const auto classes = torch::randint(0, 4, {301}, gen);
-  const std::vector<std::string> names = {"acc", "auc", "precision", "recall", "f1", "mae", "mse", "rmse", "r2",
-                                          "accuracy"};
+  const std::vector<std::string> names = {"acc",  "auc", "precision", "recall",         "f1",       "mae",
+                                          "mse",  "rmse", "r2",       "accuracy",       "macro_f1", "confusion_matrix",
+                                          "top_k_accuracy"};
+  const std::set<std::string> multiclass = {"accuracy", "macro_f1", "confusion_matrix", "top_k_accuracy"};
   auto data_for = [&](const std::string& name) {
-    return name == "accuracy" ? std::make_pair(scores, classes) : std::make_pair(logits, labels);
+    return multiclass.count(name) ? std::make_pair(scores, classes) : std::make_pair(logits, labels);
   };
   std::map<std::string, double> whole;
   for (const auto& name : names) {

@@ -78,6 +78,65 @@ BOOST_AUTO_TEST_CASE(multiclass_accuracy) {
   BOOST_TEST(m->compute() == 0.5, tt::tolerance(1e-12));
 }
 
+// Seven samples, three classes; each row's scores are distinct (no ties in top-k).
+//   true   0  1  1  2  2  1  2
+//   pred   0  1  2  2  0  1  0     top-2 hits all but rows 2 and 6
+// counts[t][p]: t0 [1 0 0], t1 [0 2 1], t2 [2 0 1]; support 1 3 3, predicted 3 2 2.
+const torch::Tensor kScores = torch::tensor({{2.0f, 1.0f, 0.0f}, {0.0f, 3.0f, 1.0f}, {1.0f, 0.0f, 2.0f}, {0.0f, 1.0f, 5.0f},
+                                             {4.0f, 0.0f, 1.0f}, {0.0f, 2.0f, 1.0f}, {3.0f, 2.0f, 1.0f}});
+const torch::Tensor kClasses = torch::tensor({0, 1, 1, 2, 2, 1, 2}, torch::kLong);
+
+BOOST_AUTO_TEST_CASE(top_k_accuracy_counts_the_class_among_the_k_best) {
+  BOOST_TEST(in_batches(metric("top_k_accuracy", {"--top-k=2"}), kScores, kClasses) == 5.0 / 7, tt::tolerance(1e-12));
+  BOOST_TEST(in_batches(metric("top_k_accuracy", {"--top-k=1"}), kScores, kClasses) == 4.0 / 7, tt::tolerance(1e-12));
+  // The default k is 5: with three classes every sample counts.
+  BOOST_TEST(in_batches(metric("top_k_accuracy"), kScores, kClasses) == 1.0, tt::tolerance(1e-12));
+  BOOST_CHECK_THROW(metric("top_k_accuracy", {"--top-k=0"}), tf::ConfigError);
+  BOOST_CHECK_THROW(metric("top_k_accuracy")->update(torch::zeros({4, 1}), torch::zeros({4, 1})), tf::DataError);
+}
+
+BOOST_AUTO_TEST_CASE(confusion_matrix_and_macro_f1_are_exact_over_batches) {
+  auto cm = metric("confusion_matrix");
+  BOOST_TEST(in_batches(cm, kScores, kClasses) == 4.0 / 7, tt::tolerance(1e-12));  // its value: the accuracy
+  auto confusion = std::dynamic_pointer_cast<tf::ConfusionMetric>(cm);
+  BOOST_REQUIRE(confusion);
+  const auto counts = confusion->confusion_matrix();
+  BOOST_TEST(torch::equal(counts, torch::tensor({{1, 0, 0}, {0, 2, 1}, {2, 0, 1}}, torch::kLong)));
+  // Per class: P 1/3 1 1/2, R 1 2/3 1/3, F1 1/2 4/5 2/5.
+  BOOST_TEST(in_batches(metric("macro_f1"), kScores, kClasses) == (0.5 + 0.8 + 0.4) / 3, tt::tolerance(1e-12));
+  const tf::ClassReport report(counts, {"cat", "dog"});
+  BOOST_TEST(report.rows.size() == 3u);
+  BOOST_TEST(report.rows[0].name == "cat");
+  BOOST_TEST(report.rows[2].name == "2");  // no name given: its index
+  BOOST_TEST(report.rows[0].precision == 1.0 / 3, tt::tolerance(1e-12));
+  BOOST_TEST(report.rows[1].recall == 2.0 / 3, tt::tolerance(1e-12));
+  BOOST_TEST(report.rows[2].f1 == 0.4, tt::tolerance(1e-12));
+  BOOST_TEST(report.rows[1].support == 3);
+  BOOST_TEST(report.accuracy == 4.0 / 7, tt::tolerance(1e-12));
+  BOOST_TEST(report.macro_recall == (1 + 2.0 / 3 + 1.0 / 3) / 3, tt::tolerance(1e-12));
+  const auto text = report.to_string();
+  BOOST_TEST(text.find("cat") != std::string::npos);
+  BOOST_TEST(text.find("macro average") != std::string::npos);
+  BOOST_TEST(report.json_members().find("\"confusion_matrix\": [[1, 0, 0], [0, 2, 1], [2, 0, 1]]") != std::string::npos);
+  // A class that never occurs nor is predicted does not pull the macro average down.
+  const tf::ClassReport sparse(torch::tensor({{2, 0, 0}, {0, 0, 0}, {1, 0, 1}}, torch::kLong));
+  BOOST_TEST(sparse.macro_f1 == (0.8 + 2.0 / 3) / 2, tt::tolerance(1e-12));
+  // One predicted but never true: its F1 is 0 and counts.
+  const tf::ClassReport wrong(torch::tensor({{2, 0, 0}, {0, 0, 0}, {0, 1, 1}}, torch::kLong));
+  BOOST_TEST(wrong.macro_f1 == (1.0 + 0.0 + 2.0 / 3) / 3, tt::tolerance(1e-12));
+}
+
+BOOST_AUTO_TEST_CASE(a_class_index_out_of_range_is_named) {
+  auto cm = metric("confusion_matrix");
+  cm->update(torch::zeros({2, 3}), torch::tensor({0, 3}, torch::kLong));
+  try {
+    cm->compute();
+    BOOST_FAIL("expected DataError");
+  } catch (const tf::DataError& e) {
+    BOOST_TEST(std::string(e.what()).find("outside 0..2") != std::string::npos);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(reset_forgets_and_empty_is_nan) {
   auto m = metric("mae");
   m->update(col({1}), col({3}));

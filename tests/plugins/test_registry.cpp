@@ -45,7 +45,8 @@ BOOST_AUTO_TEST_CASE(discovers_the_standard_plugins_without_creating_them) {
   BOOST_TEST((found.at("cnn") == tf::PluginKind::Model));
   for (const char* d : {"csv", "idx", "fashion_mnist"}) BOOST_TEST((found.at(d) == tf::PluginKind::Dataset));
   const auto metrics = reg.names(tf::PluginKind::Metric);
-  for (const char* m : {"acc", "accuracy", "auc", "precision", "recall", "f1", "mae", "mse", "rmse", "r2"}) {
+  for (const char* m : {"acc", "accuracy", "top_k_accuracy", "macro_f1", "confusion_matrix", "auc", "precision", "recall", "f1",
+                        "mae", "mse", "rmse", "r2"}) {
     BOOST_TEST(std::count(metrics.begin(), metrics.end(), m) == 1);
   }
 }

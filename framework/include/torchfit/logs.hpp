@@ -43,5 +43,9 @@ class TORCHFIT_EXPORT Logs {
 TORCHFIT_EXPORT std::string format_value(double value);
 /// The shortest text that reads back as exactly `value` (0.1 stays "0.1"): for files.
 TORCHFIT_EXPORT std::string format_exact(double value);
+/// `value` as a JSON number (format_exact), or `null` when it is not finite.
+TORCHFIT_EXPORT std::string json_number(double value);
+/// `text` as a JSON string: quoted, with quotes, backslashes and control characters escaped.
+TORCHFIT_EXPORT std::string json_string(std::string_view text);
 
 }  // namespace torchfit

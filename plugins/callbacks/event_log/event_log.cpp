@@ -17,44 +17,17 @@ namespace {
 
 namespace po = boost::program_options;
 
-std::string quoted(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string number(double v) { return std::isfinite(v) ? torchfit::format_exact(v) : "null"; }
 
 // One JSON object, built field by field.
 class Record {
  public:
-  explicit Record(const std::string& event) { text_ = "{\"event\": " + quoted(event); }
+  explicit Record(const std::string& event) { text_ = "{\"event\": " + torchfit::json_string(event); }
   Record& add(const std::string& key, double v) {
-    text_ += ", " + quoted(key) + ": " + number(v);
+    text_ += ", " + torchfit::json_string(key) + ": " + torchfit::json_number(v);
     return *this;
   }
   Record& add(const std::string& key, const std::string& v) {
-    text_ += ", " + quoted(key) + ": " + quoted(v);
+    text_ += ", " + torchfit::json_string(key) + ": " + torchfit::json_string(v);
     return *this;
   }
   Record& add(const torchfit::Logs& logs) {

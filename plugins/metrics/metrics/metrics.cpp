@@ -1,4 +1,5 @@
-// The standard metrics: acc, accuracy, auc, precision, recall, f1, mae, mse, rmse, r2.
+// The standard metrics: acc, accuracy, top_k_accuracy, macro_f1, confusion_matrix, auc, precision,
+// recall, f1, mae, mse, rmse, r2.
 #include <torchfit/plugin.hpp>
 
 #include <cmath>
@@ -24,6 +25,16 @@ void require_same_shape(const char* metric, const Tensor& preds, const Tensor& t
     throw DataError(std::string("metric '") + metric + "': predictions have shape " +
                     torchfit::shape_string(preds.sizes()) + " but targets have shape " +
                     torchfit::shape_string(targets.sizes()) + "; this metric needs them equal");
+  }
+}
+
+// Scores [N, C] against class indices [N].
+void require_class_scores(const char* metric, const Tensor& preds, const Tensor& targets) {
+  if (!targets.defined() || preds.dim() != 2 || targets.dim() != 1 || preds.size(0) != targets.size(0)) {
+    throw DataError(std::string("metric '") + metric + "': needs predictions [N, C] and class-index targets [N], got " +
+                    torchfit::shape_string(preds.sizes()) + " and " +
+                    (targets.defined() ? torchfit::shape_string(targets.sizes()) : std::string("none")) +
+                    " (for one logit per sample use 'acc')");
   }
 }
 
@@ -284,17 +295,91 @@ class MulticlassAccuracy final : public Sums {
 
  protected:
   void check(const Tensor& preds, const Tensor& targets) const override {
-    if (!targets.defined() || preds.dim() != 2 || targets.dim() != 1 || preds.size(0) != targets.size(0)) {
-      throw DataError("metric 'accuracy': needs predictions [N, C] and class-index targets [N], got " +
-                      torchfit::shape_string(preds.sizes()) + " and " +
-                      (targets.defined() ? torchfit::shape_string(targets.sizes()) : std::string("none")) +
-                      " (for one logit per sample use 'acc')");
-    }
+    require_class_scores("accuracy", preds, targets);
   }
   void accumulate(const Tensor& preds, const Tensor& targets) override {
     add({(preds.argmax(1) == targets.to(torch::kLong)).sum()});
   }
   double value() override { return sums()[0] / static_cast<double>(count_); }
+};
+
+// Top-k accuracy: the true class among the k highest scores (every sample when k >= C).
+class TopKAccuracy final : public Sums {
+ public:
+  explicit TopKAccuracy(int64_t k) : k_(k) {}
+  bool higher_is_better() const override { return true; }
+
+ protected:
+  void check(const Tensor& preds, const Tensor& targets) const override {
+    require_class_scores("top_k_accuracy", preds, targets);
+  }
+  void accumulate(const Tensor& preds, const Tensor& targets) override {
+    const auto top = std::get<1>(preds.topk(std::min(k_, preds.size(1)), 1));
+    add({(top == targets.to(torch::kLong).unsqueeze(1)).any(1).sum()});
+  }
+  double value() override { return sums()[0] / static_cast<double>(count_); }
+
+ private:
+  int64_t k_;
+};
+
+// The epoch's confusion matrix, K*K counts summed like any other sums (exact, data-parallel
+// included): confusion_matrix's value is its accuracy, macro_f1's the mean of the classes' F1.
+class ConfusionCounts final : public Sums {
+ public:
+  enum class Kind { Accuracy, MacroF1 };
+  ConfusionCounts(const char* name, Kind kind) : name_(name), kind_(kind) {}
+  bool higher_is_better() const override { return true; }
+  Tensor matrix() {
+    compute();  // folds in the rows not yet reduced
+    return counts();
+  }
+
+ protected:
+  Tensor counts() const {
+    if (count_ == 0) return torch::zeros({0, 0}, torch::kLong);
+    const auto s = sums();
+    const auto k = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(s.size()))));
+    return torch::tensor(s, torch::kDouble).round().to(torch::kLong).reshape({k, k});
+  }
+  void check(const Tensor& preds, const Tensor& targets) const override { require_class_scores(name_, preds, targets); }
+  void accumulate(const Tensor& preds, const Tensor& targets) override {
+    const int64_t k = preds.size(1);
+    const auto t = targets.to(torch::kLong);
+    // One host sync per group of batches: a label outside [0, K) would land in another cell.
+    if (t.numel() > 0 && (t.min().item<int64_t>() < 0 || t.max().item<int64_t>() >= k)) {
+      throw DataError(std::string("metric '") + name_ + "': a class index is outside 0.." + std::to_string(k - 1) +
+                      " (the net gives " + std::to_string(k) + " scores per sample)");
+    }
+    add({torch::bincount(t * k + preds.argmax(1), {}, k * k)});
+  }
+  double value() override {
+    const auto m = counts();
+    if (kind_ == Kind::MacroF1) return torchfit::ClassReport(m).macro_f1;
+    return m.trace().item<double>() / static_cast<double>(count_);
+  }
+
+ private:
+  const char* name_;
+  Kind kind_;
+};
+
+// confusion_matrix and macro_f1 as the framework's ConfusionMetric (what `torchfit evaluate`
+// prints the per-class table from), over the counts above.
+class Confusion final : public torchfit::ConfusionMetric {
+ public:
+  Confusion(const char* name, ConfusionCounts::Kind kind) : counts_(name, kind) {}
+  void update(const Tensor& preds, const Tensor& targets) override { counts_.update(preds, targets); }
+  double compute() override { return counts_.compute(); }
+  void reset() override { counts_.reset(); }
+  bool higher_is_better() const override { return true; }
+  bool state_dict(torch::serialize::OutputArchive& archive) const override { return counts_.state_dict(archive); }
+  void load_state_dict(torch::serialize::InputArchive& archive) override { counts_.load_state_dict(archive); }
+  bool sync(torchfit::Communicator& comm) override { return counts_.sync(comm); }
+  Tensor confusion_matrix() override { return counts_.matrix(); }
+
+ private:
+  ConfusionCounts counts_;
 };
 
 // Regression errors, exact over the epoch: sums of |e| and e^2 over every element.
@@ -416,12 +501,16 @@ class Auc final : public torchfit::Metric {
 
 torchfit::PluginInfo describe() {
   torchfit::PluginInfo info(torchfit::PluginKind::Metric, "metrics", "1.0.0",
-                            "Standard metrics: acc, accuracy, auc, precision, recall, f1, mae, mse, rmse, r2");
-  info.provides = {"acc", "accuracy", "auc", "precision", "recall", "f1", "mae", "mse", "rmse", "r2"};
+                            "Standard metrics: acc, accuracy, top_k_accuracy, macro_f1, confusion_matrix, auc, precision, "
+                            "recall, f1, mae, mse, rmse, r2");
+  info.provides = {"acc", "accuracy", "top_k_accuracy", "macro_f1", "confusion_matrix", "auc", "precision", "recall",
+                   "f1", "mae", "mse", "rmse", "r2"};
   info.options->add_options()  //
       ("threshold", po::value<double>()->default_value(0.5),
        "probability at or above which a binary prediction (a logit through a sigmoid) counts as positive; "
-       "used by acc, precision, recall and f1");
+       "used by acc, precision, recall and f1")  //
+      ("top-k", po::value<int64_t>()->default_value(5),
+       "top_k_accuracy: a sample counts when its class is among the K highest scores");
   return info;
 }
 
@@ -436,6 +525,13 @@ std::shared_ptr<torchfit::Metric> create(const std::string& name, const torchfit
   if (name == "recall") return std::make_shared<BinaryRates>("recall", threshold, BinaryRates::Kind::Recall);
   if (name == "f1") return std::make_shared<BinaryRates>("f1", threshold, BinaryRates::Kind::F1);
   if (name == "accuracy") return std::make_shared<MulticlassAccuracy>();
+  if (name == "top_k_accuracy") {
+    const int64_t k = options.count("top-k") ? options["top-k"].as<int64_t>() : 5;
+    if (k < 1) throw torchfit::ConfigError("metrics.top-k must be at least 1, got " + std::to_string(k));
+    return std::make_shared<TopKAccuracy>(k);
+  }
+  if (name == "macro_f1") return std::make_shared<Confusion>("macro_f1", ConfusionCounts::Kind::MacroF1);
+  if (name == "confusion_matrix") return std::make_shared<Confusion>("confusion_matrix", ConfusionCounts::Kind::Accuracy);
   if (name == "auc") return std::make_shared<Auc>();
   if (name == "mae") return std::make_shared<Errors>("mae", Errors::Kind::Mae);
   if (name == "mse") return std::make_shared<Errors>("mse", Errors::Kind::Mse);
