@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds torchfit against a CUDA LibTorch 2.x and runs the GPU checks: the CUDA tests, the
 # runner on --device cuda (float32, bf16-mixed, 16-mixed, pinned memory, resume, a checkpoint
-# read on the CPU), the benchmark on the GPU, then as much of the CPU test suite as time allows.
+# read on the CPU), the cnn on Fashion-MNIST, the benchmark on the GPU, then as much of the CPU
+# test suite as time allows.
 #
 #   scripts/cuda-check.sh [LOGDIR]
 #
@@ -10,6 +11,8 @@
 #                has no Boost of its own (default: .deps); fetch them on Debian with
 #                apt-get download libboost1.74-dev libboost-{program-options,filesystem,test}1.74{-dev,.0} \
 #                  libspdlog-dev libspdlog1.10 libfmt-dev libfmt9
+# FASHION_DIR    Fashion-MNIST's four .gz files for the cnn step (default .deps/fashion-mnist, else
+#                /usr/share/datasets/fashion-mnist; the step is skipped without them)
 # BUDGET         seconds for the whole script; later steps are skipped past it (default 420)
 # Everything goes to LOGDIR/cuda-check.log (default: $OUT, else build-cuda/logs); a step that
 # fails is reported and the script goes on.
@@ -103,6 +106,26 @@ PY
   --pin-memory --quiet && run "$TF" predict --model mlp --data data.csv --device cuda --output pred.csv \
   && head -3 pred.csv )
 echo "plugins: $( { /usr/bin/time -f %e "$TF" plugins >/dev/null; } 2>&1 ) s"
+
+# The cnn on Fashion-MNIST (the README's recipe, shortened), float32 and bf16-mixed: time per
+# epoch and test accuracy. The lent machine has no Debian package: carry the four .gz files in
+# FASHION_DIR (default .deps/fashion-mnist, else Debian's folder).
+FASHION_DIR=${FASHION_DIR:-.deps/fashion-mnist}
+[ -f "$FASHION_DIR/train-images-idx3-ubyte.gz" ] || FASHION_DIR=/usr/share/datasets/fashion-mnist
+if [ -f "$FASHION_DIR/train-images-idx3-ubyte.gz" ] && [ "$(left)" -gt 120 ]; then
+  FASHION_DIR=$(cd "$FASHION_DIR" && pwd)
+  for p in 32 bf16-mixed; do
+    step "the cnn on Fashion-MNIST on the GPU, precision $p"
+    mkdir -p "$W/cnn-$p"
+    ( cd "$W/cnn-$p" && run "$TF" train --model cnn --dataset fashion_mnist --fashion_mnist.folder "$FASHION_DIR" \
+        --device cuda --precision "$p" --pin-memory --epochs 6 --lr 5e-3 --val-split 0.0833333333 \
+        --callbacks model_checkpoint,one_cycle_lr --monitor val_accuracy --quiet \
+      && cut -d, -f1,5,6 history.csv \
+      && run "$TF" evaluate --fashion_mnist.split test --device cuda | head -1 )
+  done
+else
+  echo "no Fashion-MNIST in $FASHION_DIR (or too little time left): the cnn step is skipped"
+fi
 
 if [ "$(left)" -gt 60 ]; then
   step "benchmark on the GPU, float32"

@@ -79,4 +79,13 @@ inline torch::nn::Sequential mlp_net() {
                                torch::nn::ReLU(), torch::nn::Linear(256, 10));
 }
 
+/// The cnn plugin's default net for 1x28x28 images and 10 classes, written out in LibTorch.
+inline torch::nn::Sequential cnn_net() {
+  namespace nn = torch::nn;
+  return nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1).bias(false)), nn::BatchNorm2d(32), nn::ReLU(),
+                        nn::MaxPool2d(2), nn::Conv2d(nn::Conv2dOptions(32, 64, 3).padding(1).bias(false)),
+                        nn::BatchNorm2d(64), nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(), nn::Dropout(0.2),
+                        nn::Linear(64 * 7 * 7, 128), nn::ReLU(), nn::Dropout(0.2), nn::Linear(128, 10));
+}
+
 }  // namespace bench

@@ -10,6 +10,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include <torchfit/dataset_plugin.hpp>
 #include <torchfit/errors.hpp>
 #include <torchfit/logs.hpp>
 
@@ -48,6 +49,9 @@ void add_model_options(po::options_description& d, bool train) {
       ("model", po::value<std::string>()->value_name("NAME"), "model plugin (torchfit plugins lists them)")  //
       ("seed", po::value<uint64_t>()->default_value(2), "seeds the data, the split, the weights and the shuffle")  //
       ("device", po::value<std::string>()->default_value("auto"), "auto, cpu, cuda or cuda:N")  //
+      ("threads", po::value<std::string>()->value_name("N")->default_value("auto"),
+       "threads for the net's CPU kernels (LibTorch's intra-op threads); auto: OMP_NUM_THREADS when set, else "
+       "one per core")  //
       ("batch-size", po::value<int64_t>()->value_name("N"), "samples per batch (default: the model's)")  //
       ("metrics", po::value<std::string>()->value_name("LIST"),
        train ? "comma-separated metric names (default: the model's; torchfit plugins lists them)"
@@ -77,15 +81,7 @@ void add_data_options(po::options_description& d, const std::string& command) {
          "fraction of the data held out for validation (seeded) when the dataset has no validation data of its "
          "own (--val-data)");
   }
-  d.add_options()  //
-      ("target", po::value<std::string>()->value_name("COLUMN"),
-       "the column to predict: a header name or a 1-based index")  //
-      ("features", po::value<std::string>()->value_name("LIST"),
-       "feature columns: names, 1-based indices and ranges like 2-5 (default: every column but the target)")  //
-      ("delimiter", po::value<std::string>()->value_name("C")->default_value("comma"),
-       "cell separator: comma, semicolon, tab, pipe, space or the character")  //
-      ("missing", po::value<std::string>()->value_name("POLICY")->default_value("error"),
-       "empty or NA feature cells: error (names the cell), zero, or mean (of the column in that file)");
+  add_csv_column_options(d);
 }
 
 po::options_description data_options(const std::string& command) {

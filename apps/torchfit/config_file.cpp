@@ -55,7 +55,7 @@ std::string resume_differences(const std::string& saved, const std::string& now)
   // Options that may change on a resume: they do not change what is computed.
   auto may_change = [](const std::string& key) {
     static const std::set<std::string> free{"epochs", "history", "log-level", "device", "resume",
-                                            "state-every-steps", "plugin-dir", "callbacks", "pin-memory", "workers",
+                                            "state-every-steps", "plugin-dir", "callbacks", "pin-memory", "workers", "threads",
                                             // another process count continues from an epoch's end
                                             "nproc", "dist-timeout"};
     return free.count(key) || key.rfind("progress_bar.", 0) == 0;

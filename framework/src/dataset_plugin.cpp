@@ -1,5 +1,6 @@
 // The image transform options every image dataset plugin shares.
 #include "torchfit/dataset_plugin.hpp"
+#include "torchfit/option_values.hpp"
 
 #include <cmath>
 #include <sstream>
@@ -13,12 +14,6 @@ namespace po = boost::program_options;
 
 namespace {
 
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
-}
-
 std::string list_text(const std::vector<double>& values) {
   std::string out;
   for (double v : values) out += (out.empty() ? "" : ",") + format_value(v);
@@ -26,28 +21,26 @@ std::string list_text(const std::vector<double>& values) {
 }
 
 std::vector<double> parse_list(const std::string& text, const std::string& option) {
-  std::vector<double> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    item = trim(item);
-    size_t used = 0;
-    double v = NAN;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size() || !std::isfinite(v)) {
-      throw ConfigError("--" + option + " takes one number or one per channel, separated by commas, got '" + text + "'");
-    }
-    out.push_back(v);
+  const auto values = parse_number_list(text);
+  if (!values) {
+    throw ConfigError("--" + option + " takes one number or one per channel, separated by commas, got '" + text + "'");
   }
-  if (out.empty()) throw ConfigError("--" + option + " takes one number or one per channel, got nothing");
-  return out;
+  if (values->empty()) throw ConfigError("--" + option + " takes one number or one per channel, got nothing");
+  return *values;
 }
 
 }  // namespace
+
+void add_csv_column_options(po::options_description& options) {
+  options.add_options()  //
+      ("target", po::value<std::string>()->value_name("COLUMN"), "the column to predict: a header name or a 1-based index")  //
+      ("features", po::value<std::string>()->value_name("LIST"),
+       "feature columns: names, 1-based indices and ranges like 2-5 (default: every column but the target)")  //
+      ("delimiter", po::value<std::string>()->value_name("C")->default_value("comma"),
+       "cell separator: comma, semicolon, tab, pipe, space or the character")  //
+      ("missing", po::value<std::string>()->value_name("POLICY")->default_value("error"),
+       "empty or NA feature cells: error (names the cell), zero, or mean (of the column in that file)");
+}
 
 void add_image_transform_options(po::options_description& options, const ImageTransformDefaults& d) {
   options.add_options()  //

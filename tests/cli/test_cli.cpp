@@ -209,6 +209,17 @@ BOOST_AUTO_TEST_CASE(main_job_linear_regression_and_predict) {
   BOOST_TEST(json_value(e.out, "val_mae") < 1.8);
 }
 
+BOOST_AUTO_TEST_CASE(threads_sets_the_kernels_thread_count) {
+  test::TempDir dir;
+  auto r = run_torchfit("train --model dnn_binary --epochs 1 --callbacks model_checkpoint --threads 3 --log-level debug", dir.path);
+  BOOST_REQUIRE_MESSAGE(r.rc == 0, r.err);
+  BOOST_TEST(has(r.out + r.err, "3 intra-op threads for the net's CPU kernels"));
+  // OMP_NUM_THREADS, LibTorch's own setting, wins over auto (what --nproc sets for each process).
+  auto e = run_torchfit("evaluate --threads auto --log-level debug", dir.path, "OMP_NUM_THREADS=1");
+  BOOST_REQUIRE_MESSAGE(e.rc == 0, e.err);
+  BOOST_TEST(!has(e.out + e.err, "intra-op thread"));
+}
+
 BOOST_AUTO_TEST_CASE(any_number_of_workers_gives_the_same_run) {
   test::TempDir a, b;
   BOOST_REQUIRE(run_torchfit("train --model dnn_binary --epochs 3 --quiet --workers 0", a.path).rc == 0);
@@ -273,6 +284,8 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       {"train --model dnn_binary --epoch 3", "unknown option 'epoch' for 'train'; did you mean '--epochs'?"},
       {"train --model dnn_binary --frobnicate 3", "unknown option 'frobnicate' for 'train'. See: torchfit train --help"},
       {"train --model dnn_binary --workers many", "--workers takes auto or a number of threads from 0 to 64, got 'many'"},
+      {"train --model dnn_binary --threads 0", "--threads takes auto or a number of threads from 1 to 1024, got '0'"},
+      {"evaluate --model dnn_binary --threads 2x", "--threads takes auto or a number of threads from 1 to 1024, got '2x'"},
       {"train --model dnn_binary --early_stopping.patiense 3", "did you mean 'early_stopping.patience'?"},
       {"train --model dnn_binary --callbacks none --early_stopping.patience 3",
        "belongs to plugin 'early_stopping', which this command does not load"},

@@ -50,6 +50,10 @@ class TORCHFIT_EXPORT DatasetPlugin {
   virtual std::vector<Transform> transforms(bool training) const { return {}; }
 };
 
+/// How a CSV file's columns are read, as options: target, features, delimiter, missing (the
+/// csv dataset's, and the runner's shortcuts for them; read_numeric_csv's CsvOptions).
+TORCHFIT_EXPORT void add_csv_column_options(boost::program_options::options_description& options);
+
 /// The image transforms every image dataset plugin offers, as its options (shown as
 /// --<dataset>.<option>): mean, std, flip, crop-padding, erasing; with that dataset's defaults.
 struct ImageTransformDefaults {

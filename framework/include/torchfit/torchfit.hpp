@@ -21,6 +21,7 @@
 #include "torchfit/model.hpp"
 #include "torchfit/monitor.hpp"
 #include "torchfit/net.hpp"
+#include "torchfit/option_values.hpp"
 #include "torchfit/plugin.hpp"
 #include "torchfit/precision.hpp"
 #include "torchfit/registry.hpp"

@@ -73,14 +73,8 @@ torchfit::PluginInfo describe() {
   info.options->add_options()  //
       ("data", po::value<std::string>()->value_name("FILE.csv"), "the rows to train, evaluate or predict on")  //
       ("val-data", po::value<std::string>()->value_name("FILE.csv"),
-       "train: validation rows (default: the runner's --val-split of --data)")  //
-      ("target", po::value<std::string>()->value_name("COLUMN"), "the column to predict: a header name or a 1-based index")  //
-      ("features", po::value<std::string>()->value_name("LIST"),
-       "feature columns: names, 1-based indices and ranges like 2-5 (default: every column but the target)")  //
-      ("delimiter", po::value<std::string>()->value_name("C")->default_value("comma"),
-       "cell separator: comma, semicolon, tab, pipe, space or the character")  //
-      ("missing", po::value<std::string>()->value_name("POLICY")->default_value("error"),
-       "empty or NA feature cells: error (names the cell), zero, or mean (of the column in that file)");
+       "train: validation rows (default: the runner's --val-split of --data)");
+  torchfit::add_csv_column_options(*info.options);
   return info;
 }
 

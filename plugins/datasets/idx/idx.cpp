@@ -114,7 +114,7 @@ torchfit::PluginInfo describe() {
     defaults.mean = {0.2860};
     defaults.std = {0.3530};
     defaults.flip = 0.5;
-    defaults.crop_padding = 2;
+    defaults.crop_padding = 1;
   } else {
     info.options->add_options()  //
         ("images", po::value<std::string>()->value_name("FILE"), "IDX file of uint8 images, [N, H, W] or [N, C, H, W]")  //

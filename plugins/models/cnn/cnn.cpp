@@ -2,6 +2,7 @@
 // pooling, then a hidden layer and the class scores. The image shape and the classes come from
 // the dataset (--dataset fashion_mnist, idx, ...).
 #include <torchfit/logs.hpp>
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 #include <torchfit/registry.hpp>
 
@@ -14,28 +15,13 @@ namespace nn = torch::nn;
 using torch::Tensor;
 
 std::vector<int64_t> parse_widths(const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    const auto b = item.find_first_not_of(" \t");
-    if (b == std::string::npos) continue;
-    item = item.substr(b, item.find_last_not_of(" \t") - b + 1);
-    size_t used = 0;
-    long long n = 0;
-    try {
-      n = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || n < 1 || n > 4096) {
-      throw torchfit::ConfigError("--cnn.widths takes channel counts from 1 to 4096 separated by commas (e.g. 32,64), got '" +
-                                  text + "'");
-    }
-    out.push_back(n);
+  const auto widths = torchfit::parse_int_list(text, 1, 4096);
+  if (!widths) {
+    throw torchfit::ConfigError("--cnn.widths takes channel counts from 1 to 4096 separated by commas (e.g. 32,64), got '" +
+                                text + "'");
   }
-  if (out.empty()) throw torchfit::ConfigError("--cnn.widths needs at least one convolution block (e.g. 32,64)");
-  return out;
+  if (widths->empty()) throw torchfit::ConfigError("--cnn.widths needs at least one convolution block (e.g. 32,64)");
+  return *widths;
 }
 
 class Cnn final : public torchfit::ModelPlugin {
@@ -95,7 +81,7 @@ class Cnn final : public torchfit::ModelPlugin {
   torchfit::Loss make_loss() const override { return nn::CrossEntropyLoss(); }
   std::vector<std::string> default_metrics() const override { return {"accuracy"}; }
   torchfit::OptimizerDefaults default_optimizer() const override { return {"adamw", 2e-3}; }
-  int64_t default_batch_size() const override { return 128; }
+  int64_t default_batch_size() const override { return 256; }
   int64_t input_features() const override { return channels_ * height_ * width_; }
 
   torchfit::DataSplits make_data(uint64_t) const override {
@@ -186,7 +172,7 @@ torchfit::PluginInfo describe() {
       ("widths", po::value<std::string>()->value_name("LIST")->default_value("32,64"),
        "output channels of each block (3x3 convolution, batch norm, ReLU, 2x2 max pooling)")  //
       ("hidden", po::value<int64_t>()->value_name("N")->default_value(128), "width of the hidden layer (0: none)")  //
-      ("dropout", po::value<double>()->value_name("P")->default_value(0.3, "0.3"), "dropout before the dense layers")  //
+      ("dropout", po::value<double>()->value_name("P")->default_value(0.2, "0.2"), "dropout before the dense layers")  //
       ("batch-norm", po::value<bool>()->value_name("BOOL")->default_value(true), "batch norm after each convolution")  //
       ("channels", po::value<int64_t>()->value_name("N")->default_value(0), "image channels (0: from the data)")  //
       ("height", po::value<int64_t>()->value_name("N")->default_value(0), "image height (0: from the data)")  //

@@ -1,10 +1,12 @@
 // A configurable multi-layer perceptron for the user's own CSV data: binary, multi-class or
 // regression, with optional standardization whose statistics live in the checkpoint.
 #include <torchfit/logs.hpp>
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 #include <torchfit/registry.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <sstream>
 
 namespace {
@@ -197,26 +199,9 @@ class Mlp final : public torchfit::ModelPlugin {
 };
 
 std::vector<int64_t> parse_hidden(const std::string& text) {
-  std::vector<int64_t> sizes;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    const auto begin = item.find_first_not_of(" \t");
-    if (begin == std::string::npos) continue;
-    item = item.substr(begin, item.find_last_not_of(" \t") - begin + 1);
-    size_t used = 0;
-    long long n = 0;
-    try {
-      n = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || n < 1) {
-      throw torchfit::ConfigError("--hidden takes layer widths like 64,32 (positive integers), got '" + text + "'");
-    }
-    sizes.push_back(n);
-  }
-  return sizes;  // empty: no hidden layer, a linear (or logistic) model
+  const auto sizes = torchfit::parse_int_list(text, 1, std::numeric_limits<int64_t>::max());
+  if (!sizes) throw torchfit::ConfigError("--hidden takes layer widths like 64,32 (positive integers), got '" + text + "'");
+  return *sizes;  // empty: no hidden layer, a linear (or logistic) model
 }
 
 torchfit::PluginInfo describe() {
