@@ -49,17 +49,11 @@ void set_option(Invocation& inv, const std::string& key, boost::any value) {
 // --workers: "auto" (suggested_workers) or a count from 0 to 64.
 int64_t parse_workers(const std::string& value, const Dataset& data, const LoaderOptions& options) {
   if (value == "auto") return suggested_workers(data, options);
-  size_t used = 0;
-  int64_t n = -1;
-  try {
-    n = std::stoll(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != value.size() || n < 0 || n > 64) {
+  const auto n = parse_int_list(value, 0, 64);
+  if (!n || n->size() != 1) {
     throw ConfigError("--workers takes auto or a number of threads from 0 to 64, got '" + value + "'");
   }
-  return n;
+  return n->front();
 }
 
 using Purpose = DataRequest::Purpose;
@@ -182,15 +176,11 @@ void set_threads(const std::string& value) {
     if (std::getenv("OMP_NUM_THREADS")) return;
     n = std::max<int64_t>(1, std::thread::hardware_concurrency());
   } else {
-    size_t used = 0;
-    try {
-      n = std::stoll(value, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != value.size() || n < 1 || n > 1024) {
+    const auto count = parse_int_list(value, 1, 1024);
+    if (!count || count->size() != 1) {
       throw ConfigError("--threads takes auto or a number of threads from 1 to 1024, got '" + value + "'");
     }
+    n = count->front();
   }
   if (torch::get_num_threads() != n) torch::set_num_threads(static_cast<int>(n));
   spdlog::debug("{} intra-op thread{} for the net's CPU kernels", n, n == 1 ? "" : "s");

@@ -2,6 +2,7 @@
 // Debian's dataset-fashion-mnist. One source; TORCHFIT_DATASET picks the plugin each library exports.
 #include <torchfit/idx.hpp>
 #include <torchfit/logs.hpp>
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 
 #include <filesystem>
@@ -24,11 +25,8 @@ const std::vector<std::string> kFashionClasses = {"T-shirt/top", "Trouser", "Pul
 
 std::vector<std::string> split_names(const std::string& text) {
   std::vector<std::string> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    const auto b = item.find_first_not_of(" \t");
-    if (b != std::string::npos) out.push_back(item.substr(b, item.find_last_not_of(" \t") - b + 1));
+  for (auto& name : torchfit::split_list(text)) {
+    if (!name.empty()) out.push_back(std::move(name));
   }
   return out;
 }
