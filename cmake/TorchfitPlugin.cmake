@@ -28,9 +28,22 @@ function(torchfit_add_plugin name)
     # In torchfit's own tree: the standard folder, whose index the build writes.
     set_property(GLOBAL APPEND PROPERTY TORCHFIT_STANDARD_PLUGINS ${name})
   endif()
-  if(DEFINED TORCHFIT_PLUGIN_SUBDIR AND NOT arg_NO_INSTALL)
+  if(arg_NO_INSTALL)
+    return()
+  endif()
+  if(DEFINED TORCHFIT_PLUGIN_SUBDIR)
     # Plugins live in <prefix>/lib/torchfit/plugins; the framework is two folders up.
     set_target_properties(${name} PROPERTIES INSTALL_RPATH "$ORIGIN/../..")
     install(TARGETS ${name} LIBRARY DESTINATION ${TORCHFIT_PLUGIN_SUBDIR})
+  else()
+    # Out of tree: <your prefix>/lib/torchfit/plugins (give the runner that folder with
+    # --plugin-dir or TORCHFIT_PLUGIN_PATH), linked to the torchfit it was built against.
+    include(GNUInstallDirs)
+    set_target_properties(${name} PROPERTIES INSTALL_RPATH_USE_LINK_PATH ON)
+    install(TARGETS ${name} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/torchfit/plugins)
+    if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
+      message(WARNING "torchfit_add_plugin(${name}): no CMAKE_BUILD_TYPE, so the plugin is built without "
+                      "optimization; configure with -DCMAKE_BUILD_TYPE=Release")
+    endif()
   endif()
 endfunction()

@@ -12,7 +12,9 @@
 
 #include <torchfit/dataset_plugin.hpp>
 #include <torchfit/errors.hpp>
+#include <torchfit/log.hpp>
 #include <torchfit/logs.hpp>
+#include <torchfit/plugin_path.hpp>
 
 namespace torchfit::cli {
 
@@ -407,9 +409,22 @@ Invocation parse(int argc, char** argv) {
   if (first.count("plugin-dir")) {
     for (const auto& d : first["plugin-dir"].as<std::vector<std::string>>()) dirs.emplace_back(d);
   }
+  // Only what the user names widens where code is loaded from: --plugin-dir,
+  // TORCHFIT_PLUGIN_PATH and a --config file. The files a run left (FILE.ini read beside the
+  // checkpoint, the state's settings on --resume) may come from anyone who handed over the
+  // folder: their plugin-dir is not followed (as torch.load(weights_only=True) runs no code).
+  const bool named_config = first.count("config") > 0;
+  const auto given = unique_plugin_folders(Registry::search_path(dirs));
   for (const auto& e : inv.config) {
-    if (e.key == "plugin-dir") {
-      for (const auto& d : split_list(e.value)) dirs.emplace_back(d);
+    if (e.key != "plugin-dir") continue;
+    for (const auto& d : split_list(e.value)) {
+      if (named_config) {
+        dirs.emplace_back(d);
+      } else if (std::find(given.begin(), given.end(), unique_plugin_folders({d}).front()) == given.end()) {
+        logger("runner")->warn("not loading plugins from '{}' ({}:{} sets plugin-dir): the files of a run do not "
+                               "choose where code is loaded from; give --plugin-dir {} if you trust that folder",
+                               d, e.file, e.line, d);
+      }
     }
   }
   inv.registry = std::make_unique<Registry>(Registry::search_path(dirs));

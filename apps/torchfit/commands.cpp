@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -37,8 +38,35 @@ std::string required(const Invocation& inv, const std::string& key, const std::s
 template <typename T>
 T positive(const Invocation& inv, const std::string& key) {
   const T v = inv.options[key].as<T>();
-  if (!(v > 0)) throw ConfigError("--" + key + " must be positive, got " + format_value(static_cast<double>(v)));
+  if (!(v > 0) || !std::isfinite(static_cast<double>(v))) {
+    throw ConfigError("--" + key + " must be a positive number, got " + format_value(static_cast<double>(v)));
+  }
   return v;
+}
+
+// A number option that must be finite and at least `least` (`what_zero` says what 0 means).
+double at_least(const Invocation& inv, const std::string& key, double least, const std::string& what_zero = "") {
+  const double v = inv.options[key].as<double>();
+  if (!(v >= least) || !std::isfinite(v)) {
+    throw ConfigError("--" + key + " must be a finite number of " + format_value(least) + " or more" + what_zero +
+                      ", got " + format_value(v));
+  }
+  return v;
+}
+
+// --val-split: a fraction strictly between 0 and 1.
+void check_val_split(double f, const Invocation& inv) {
+  if (!(f > 0 && f < 1)) {
+    throw ConfigError("--val-split must be between 0 and 1 (the fraction held out for validation), got " +
+                      format_value(f) + (inv.dataset == "csv" ? "; or give --val-data FILE.csv" : ""));
+  }
+}
+
+// --val-split given for data that comes split already: said, not ignored.
+void refuse_val_split(const Invocation& inv, const std::string& why) {
+  if (inv.command == "train" && inv.on_command_line("val-split")) {
+    throw ConfigError("--val-split does not apply: " + why);
+  }
 }
 
 void set_option(Invocation& inv, const std::string& key, boost::any value) {
@@ -99,6 +127,8 @@ void load_data(Invocation& inv, Setup& s, Purpose purpose) {
         throw ConfigError(std::string("--") + key + " goes with --data FILE.csv (the model's own data has none)");
       }
     }
+    refuse_val_split(inv, "model " + s.name + "'s own data comes split into training and validation; give "
+                          "--data FILE.csv or --dataset NAME to split data of your own");
     auto splits = s.model->make_data(s.seed);
     s.train = std::make_shared<TensorDataset>(splits.train);
     s.val = std::make_shared<TensorDataset>(splits.val);
@@ -139,6 +169,7 @@ void load_data(Invocation& inv, Setup& s, Purpose purpose) {
   }
   auto all = need(s.dataset->load(request));
   if (auto val = s.dataset->load_validation(request)) {
+    refuse_val_split(inv, "dataset " + inv.dataset + " gives its own validation data (" + val->name() + ")");
     s.train = all;
     s.val = need(val);
     return;
@@ -154,10 +185,7 @@ void load_data(Invocation& inv, Setup& s, Purpose purpose) {
       throw ConfigError("val-split in the run's settings is not a number: '" + *text + "'");
     }
   }
-  if (!(f > 0 && f < 1)) {
-    throw ConfigError("--val-split must be between 0 and 1 (the fraction held out for validation), got " +
-                      format_value(f) + (inv.dataset == "csv" ? "; or give --val-data FILE.csv" : ""));
-  }
+  check_val_split(f, inv);
   const auto val = static_cast<int64_t>(std::llround(f * static_cast<double>(all->size())));
   if (val < 1 || val >= all->size()) {
     throw DataError("--val-split " + format_value(f) + " of the " + std::to_string(all->size()) + " samples of " +
@@ -243,12 +271,11 @@ std::shared_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
 int run_train(Invocation& inv) {
   const auto epochs = positive<int64_t>(inv, "epochs");
   const auto accumulate = positive<int64_t>(inv, "accumulate");
-  const double clip = inv.options["clip-grad-norm"].as<double>();
-  if (clip < 0) throw ConfigError("--clip-grad-norm must be 0 (off) or positive, got " + format_value(clip));
-  const double clip_value = inv.options["clip-grad-value"].as<double>();
-  if (clip_value < 0) {
-    throw ConfigError("--clip-grad-value must be 0 (off) or positive, got " + format_value(clip_value));
-  }
+  const double clip = at_least(inv, "clip-grad-norm", 0, " (0: off)");
+  const double clip_value = at_least(inv, "clip-grad-value", 0, " (0: off)");
+  const double momentum = at_least(inv, "momentum", 0);
+  const double weight_decay = at_least(inv, "weight-decay", 0, " (0: none)");
+  if (inv.on_command_line("val-split")) check_val_split(inv.options["val-split"].as<double>(), inv);
   if (inv.has("mode")) parse_monitor_mode(inv.options["mode"].as<std::string>(), "--mode");
   if (inv.has("patience") && inv.options["patience"].as<int64_t>() < 0) {
     throw ConfigError("--patience must be 0 or more, got " + std::to_string(inv.options["patience"].as<int64_t>()));
@@ -306,8 +333,11 @@ int run_train(Invocation& inv) {
   const auto defaults = s.model->default_optimizer();
   const auto optimizer_name = inv.options.count("optimizer") ? inv.options["optimizer"].as<std::string>() : defaults.name;
   const double lr = inv.options.count("lr") ? positive<double>(inv, "lr") : defaults.lr;
-  auto optimizer = make_optimizer(optimizer_name, s.net.parameters(), lr, inv.options["momentum"].as<double>(),
-                                  inv.options["weight-decay"].as<double>());
+  if (lr > std::numeric_limits<float>::max()) {
+    throw ConfigError("--lr " + format_value(lr) + " is too large for float32 weights; give a learning rate below " +
+                      format_value(std::numeric_limits<float>::max()));
+  }
+  auto optimizer = make_optimizer(optimizer_name, s.net.parameters(), lr, momentum, weight_decay);
 
   Callbacks callbacks;
   std::vector<const PluginEntry*> plugins{s.entry};
@@ -388,6 +418,10 @@ int run_train(Invocation& inv) {
   if (const int signal = trainer.interrupted_by()) {
     std::string again = "torchfit train --resume";
     if (!inv.options["ckpt-path"].defaulted()) again += " --ckpt-path " + ckpt_path.string();
+    if (inv.options.count("plugin-dir")) {
+      // The state's settings do not choose where code is loaded from: the folders are given again.
+      for (const auto& d : inv.options["plugin-dir"].as<std::vector<std::string>>()) again += " --plugin-dir " + d;
+    }
     std::cout << "\n" << history.tail(5) << "\n";
     std::cout << "interrupted by " << signal_name(signal) << " after " << history.size()
               << " complete epochs; the training state is saved in " << state_path.string() << "\n"
@@ -479,6 +513,12 @@ int run_predict(Invocation& inv) {
     if (!inv.dataset.empty() && inv.dataset != "csv") hint = "--dataset " + inv.dataset + " with its options";
     if (inv.dataset == "fashion_mnist") hint += " (e.g. --fashion_mnist.split test)";
     throw ConfigError("'torchfit predict' needs the data to predict on: " + hint);
+  }
+  if (inv.config_keys.count("output") && !inv.has("config")) {
+    // FILE.ini is read without being named, and may come with a run folder from anyone: it
+    // does not choose where files are written.
+    throw ConfigError("the run's settings (" + inv.config_file + ") set output; give --output FILE.csv on the "
+                      "command line to say where the predictions go");
   }
   const fs::path output = required(inv, "output", "FILE.csv (where to write the predictions)");
   check_writable_parent(output, "output file");

@@ -2,9 +2,13 @@
 #include "torchfit/registry.hpp"
 
 #include <boost/dll/runtime_symbol_info.hpp>
+#include <dlfcn.h>
+#include <elf.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 
 #include "torchfit/errors.hpp"
 #include "torchfit/log.hpp"
@@ -149,6 +153,46 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return prev[b.size()];
 }
 
+// What is wrong with `file` as an ELF shared library, read from its headers, or "" when
+// they fit in the file (the dynamic loader checks the rest and says so in dlerror()). Only
+// the damage that would crash the loader is looked for: headers, segments or section tables
+// that lie past the end of the file.
+std::string elf_damage(const fs::path& file) {
+  std::error_code ec;
+  const auto size = fs::file_size(file, ec);
+  if (ec) return "cannot read its size: " + ec.message();
+  std::ifstream in(file, std::ios::binary);
+  Elf64_Ehdr header{};
+  if (!in.read(reinterpret_cast<char*>(&header), sizeof header) ||
+      std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) {
+    return "";  // not ELF at all: the loader says "invalid ELF header"
+  }
+  if (header.e_ident[EI_CLASS] != ELFCLASS64) return "";  // the loader says "wrong ELF class"
+  const auto past_end = [&](uint64_t offset, uint64_t length) {
+    return offset > size || length > size - offset;
+  };
+  const auto truncated = [&](const std::string& what) {
+    return "the file is truncated or damaged: its " + what + " lie past its end (" + std::to_string(size) +
+           " bytes); rebuild or reinstall it";
+  };
+  if (header.e_phentsize != sizeof(Elf64_Phdr) ||
+      past_end(header.e_phoff, uint64_t{header.e_phnum} * sizeof(Elf64_Phdr))) {
+    return truncated("program headers");
+  }
+  if (header.e_shnum != 0 && past_end(header.e_shoff, uint64_t{header.e_shnum} * header.e_shentsize)) {
+    return truncated("section headers");
+  }
+  in.seekg(static_cast<std::streamoff>(header.e_phoff));
+  for (unsigned i = 0; i < header.e_phnum; ++i) {
+    Elf64_Phdr segment{};
+    if (!in.read(reinterpret_cast<char*>(&segment), sizeof segment)) return truncated("program headers");
+    if ((segment.p_type == PT_LOAD || segment.p_type == PT_DYNAMIC) && past_end(segment.p_offset, segment.p_filesz)) {
+      return truncated("segments");
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 std::string closest_name(const std::string& typo, const std::vector<std::string>& names) {
@@ -166,7 +210,7 @@ std::string closest_name(const std::string& typo, const std::vector<std::string>
 
 std::vector<fs::path> Registry::search_path(const std::vector<fs::path>& extra) {
   return plugin_search_path(fs::path(boost::dll::program_location().string()), extra,
-                            std::getenv("TORCHFIT_PLUGIN_PATH"));
+                            std::getenv("TORCHFIT_PLUGIN_PATH"), fs::path(boost::dll::this_line_location().string()));
 }
 
 Registry::Registry(std::vector<fs::path> dirs) : dirs_(unique_plugin_folders(dirs)) {
@@ -187,15 +231,29 @@ void Registry::scan(const fs::path& dir) {
   }
   std::sort(files.begin(), files.end());
   for (const auto& file : files) {
+    // A damaged file is refused before the dynamic loader maps it: mapping a truncated
+    // library and touching its missing pages kills the process with SIGBUS.
+    if (auto damage = elf_damage(file); !damage.empty()) {
+      skipped_.push_back({file, "cannot be loaded: " + damage, true});
+      continue;
+    }
     auto library = std::make_shared<boost::dll::shared_library>();
     boost::system::error_code load_error;
     library->load(boost::dll::fs::path(file.string()), boost::dll::load_mode::default_mode, load_error);
     if (load_error) {
-      skipped_.push_back({file, "cannot be loaded: " + load_error.message(), false});
+      // Boost's error code says only "Bad file descriptor"; the dynamic loader's reason
+      // (an invalid ELF header, a missing dependency) is still pending in dlerror().
+      const char* reason = ::dlerror();
+      skipped_.push_back({file, "cannot be loaded: " + (reason ? std::string(reason) : load_error.message()), true});
       continue;
     }
-    if (!library->has("torchfit_plugin_abi") || !library->has("torchfit_plugin_info")) {
-      skipped_.push_back({file, "is not a torchfit plugin (it exports no torchfit_plugin_abi)", false});
+    const bool has_abi = library->has("torchfit_plugin_abi");
+    if (!has_abi || !library->has("torchfit_plugin_info")) {
+      skipped_.push_back({file,
+                          has_abi ? "exports torchfit_plugin_abi but no torchfit_plugin_info; build it with one of "
+                                    "the TORCHFIT_*_PLUGIN macros"
+                                  : "is not a torchfit plugin (it exports no torchfit_plugin_abi)",
+                          has_abi});
       continue;
     }
     const unsigned abi = library->get_alias<unsigned()>("torchfit_plugin_abi")();
@@ -206,7 +264,17 @@ void Registry::scan(const fs::path& dir) {
                           true});
       continue;
     }
-    const PluginInfo& info = library->get_alias<const PluginInfo&()>("torchfit_plugin_info")();
+    const PluginInfo* described = nullptr;
+    try {
+      described = &library->get_alias<const PluginInfo&()>("torchfit_plugin_info")();
+    } catch (const std::exception& e) {
+      skipped_.push_back({file, std::string("failed to describe itself: ") + e.what(), true});
+      continue;
+    } catch (...) {
+      skipped_.push_back({file, "failed to describe itself (it threw something that is no std::exception)", true});
+      continue;
+    }
+    const PluginInfo& info = *described;
     if (major_minor(info.torch_version) != major_minor(compat::torch_version())) {
       skipped_.push_back({file,
                           "was built against LibTorch " + info.torch_version + ", this torchfit runs on " +
@@ -281,9 +349,16 @@ const PluginEntry& Registry::find(const std::string& name, PluginKind kind) cons
   }
   const auto known = names(kind);
   const auto guess = closest_name(name, known);
+  // A refused plugin's declared name cannot be read (its info is not trusted), so an unknown
+  // name lists the refused plugins: one of them may be the one asked for.
+  std::vector<std::string> refused;
+  for (const auto& s : skipped_) {
+    if (s.is_plugin) refused.push_back(s.file.string() + " " + s.reason);
+  }
   throw PluginError("unknown " + what + " '" + name + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
                     " Available " + what + "s: " + (known.empty() ? "(none)" : join(known)) +
-                    ". Searched: " + (dirs.empty() ? "(no folders)" : join(dirs)));
+                    ". Searched: " + (dirs.empty() ? "(no folders)" : join(dirs)) +
+                    (refused.empty() ? "" : ". Refused plugin files, which may hold it: " + join(refused, "; ")));
 }
 
 PluginOptions Registry::parse_options(const PluginEntry& entry, const std::vector<std::string>& args) const {
@@ -310,7 +385,7 @@ std::shared_ptr<Callback> Registry::make_callback(const std::string& name, const
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw PluginError("callback plugin '" + name + "' could not be created: " + e.what());
+    throw Error("callback plugin '" + name + "' could not be created: " + e.what());  // a runtime failure, not a usage error
   }
   if (!made) {
     throw PluginError("callback plugin '" + name + "' returned nothing from its factory");
@@ -327,7 +402,7 @@ std::shared_ptr<Metric> Registry::make_metric(const std::string& name, const Plu
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw PluginError("metric '" + name + "' (plugin '" + entry.info.name + "') could not be created: " + e.what());
+    throw Error("metric '" + name + "' (plugin '" + entry.info.name + "') could not be created: " + e.what());  // a runtime failure, not a usage error
   }
   if (!made) {
     throw PluginError("metric plugin '" + entry.info.name + "' made nothing for '" + name + "'");
@@ -343,7 +418,7 @@ std::shared_ptr<ModelPlugin> Registry::make_model(const std::string& name, const
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw PluginError("model plugin '" + name + "' could not be created: " + e.what());
+    throw Error("model plugin '" + name + "' could not be created: " + e.what());  // a runtime failure, not a usage error
   }
   if (!made) {
     throw PluginError("model plugin '" + name + "' returned nothing from its factory");
@@ -360,7 +435,7 @@ std::shared_ptr<DatasetPlugin> Registry::make_dataset(const std::string& name, c
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw PluginError("dataset plugin '" + name + "' could not be created: " + e.what());
+    throw Error("dataset plugin '" + name + "' could not be created: " + e.what());  // a runtime failure, not a usage error
   }
   if (!made) {
     throw PluginError("dataset plugin '" + name + "' returned nothing from its factory");

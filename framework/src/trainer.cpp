@@ -318,13 +318,15 @@ std::optional<bool> Trainer::higher_is_better(const std::string& key) const {
 
 bool Trainer::step_optimizer(Context& ctx, torch::optim::Optimizer& optimizer, const Callbacks& callbacks,
                              const FitOptions& options, bool update_scale) {
-  if (scaler_) {
-    // The gradients back to their true size (exactly: the scale is a power of two), before
-    // clipping and the hooks see them. An inf or NaN among them: no step, a smaller scale.
-    std::vector<torch::Tensor> params;
+  std::vector<torch::Tensor> params;  // of every group: the norm clipped is the global one
+  if (scaler_ || options.clip_grad_norm() > 0 || options.clip_grad_value() > 0) {
     for (auto& group : optimizer.param_groups()) {
       for (const auto& p : group.params()) params.push_back(p);
     }
+  }
+  if (scaler_) {
+    // The gradients back to their true size (exactly: the scale is a power of two), before
+    // clipping and the hooks see them. An inf or NaN among them: no step, a smaller scale.
     const double scale = scaler_->scale_value();
     const bool finite = scaler_->unscale(params);
     if (update_scale) scaler_->update(!finite);
@@ -336,16 +338,8 @@ bool Trainer::step_optimizer(Context& ctx, torch::optim::Optimizer& optimizer, c
       return false;
     }
   }
-  if (options.clip_grad_norm() > 0) {
-    for (auto& group : optimizer.param_groups()) {
-      torch::nn::utils::clip_grad_norm_(group.params(), options.clip_grad_norm());
-    }
-  }
-  if (options.clip_grad_value() > 0) {
-    for (auto& group : optimizer.param_groups()) {
-      torch::nn::utils::clip_grad_value_(group.params(), options.clip_grad_value());
-    }
-  }
+  if (options.clip_grad_norm() > 0) torch::nn::utils::clip_grad_norm_(params, options.clip_grad_norm());
+  if (options.clip_grad_value() > 0) torch::nn::utils::clip_grad_value_(params, options.clip_grad_value());
   TORCHFIT_DISPATCH(callbacks, ctx, on_before_optimizer_step);
   optimizer.step();
   compat::zero_grad(optimizer);
@@ -770,13 +764,13 @@ void check_fit(const FitOptions& options, bool custom_step, const DataLoader& tr
   if (options.accumulate() < 1) {
     throw ConfigError("gradient accumulation steps must be at least 1, got " + std::to_string(options.accumulate()));
   }
-  if (options.clip_grad_norm() < 0) {
-    throw ConfigError("the gradient clipping norm must be positive (or 0 for none), got " +
-                      std::to_string(options.clip_grad_norm()));
+  if (!(options.clip_grad_norm() >= 0) || !std::isfinite(options.clip_grad_norm())) {
+    throw ConfigError("the gradient clipping norm must be a finite positive number (or 0 for none), got " +
+                      format_value(options.clip_grad_norm()));
   }
-  if (options.clip_grad_value() < 0) {
-    throw ConfigError("the gradient clipping value must be positive (or 0 for none), got " +
-                      std::to_string(options.clip_grad_value()));
+  if (!(options.clip_grad_value() >= 0) || !std::isfinite(options.clip_grad_value())) {
+    throw ConfigError("the gradient clipping value must be a finite positive number (or 0 for none), got " +
+                      format_value(options.clip_grad_value()));
   }
   if (options.state_every_steps() < 0) {
     throw ConfigError("state_every_steps must be 0 (epoch ends only) or positive, got " +
@@ -894,7 +888,14 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
       if (scheduler_ && scheduler_->interval() == Scheduler::Interval::Epoch) {
         scheduler_->step(ctx);
       }
-      TORCHFIT_DISPATCH(callbacks, ctx, on_epoch_end);
+      try {
+        TORCHFIT_DISPATCH(callbacks, ctx, on_epoch_end);
+      } catch (...) {
+        // The epoch ran to its end, and callbacks before the failing one may have saved it
+        // (model_checkpoint): its row is kept, so the history agrees with what they saved.
+        history_.append(ctx.logs);
+        throw;
+      }
       history_.append(ctx.logs);
       bool stopped = ctx.stop_requested();  // by a callback (early stopping): the run is over
       check_stop_signal(ctx);

@@ -24,6 +24,7 @@ double json_value(const std::string& json, const std::string& key) {
 
 const std::string kRing = "train --model dnn_binary --epochs 100 --patience 10 --monitor val_acc --mode max";
 const std::string kTestPlugins = " --plugin-dir '" TORCHFIT_TEST_PLUGIN_DIR "'";
+const std::string kBrokenPlugins = " --plugin-dir '" TORCHFIT_TEST_BROKEN_DIR "'";
 
 }  // namespace
 
@@ -290,8 +291,8 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       {"train --model dnn_binary --callbacks none --early_stopping.patience 3",
        "belongs to plugin 'early_stopping', which this command does not load"},
       {"train --model dnn_binary --mode avg", "--mode must be min, max or auto, got 'avg'"},
-      {"train --model dnn_binary --epochs 0", "--epochs must be positive, got 0"},
-      {"train --model dnn_binary --batch-size 0", "--batch-size must be positive, got 0"},
+      {"train --model dnn_binary --epochs 0", "--epochs must be a positive number, got 0"},
+      {"train --model dnn_binary --batch-size 0", "--batch-size must be a positive number, got 0"},
       {"train --model dnn_binary --epochs", "--epochs"},
       {"train --model dnn_binary --early_stopping.patience soon", "early_stopping.patience"},
       {"train --model dnn_binary --optimizer adamm", "unknown optimizer 'adamm'; did you mean 'adam'?"},
@@ -307,6 +308,24 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       {"predict --model dnn_binary --data in.csv", "needs --output"},
       {"train --model dnn_binary --precision bf16", "got 'bf16'; did you mean 'bf16-mixed'?"},
       {"train --model dnn_binary --precision 16-mixed --device cpu", "16-mixed precision needs a CUDA device"},
+      // Values that are not finite or out of range are refused by name.
+      {"train --model dnn_binary --lr inf", "--lr must be a positive number, got inf"},
+      {"train --model dnn_binary --lr nan", "--lr must be a positive number, got nan"},
+      {"train --model dnn_binary --lr 1e308", "is too large for float32 weights"},
+      {"train --model dnn_binary --clip-grad-norm nan", "--clip-grad-norm must be a finite number of 0 or more"},
+      {"train --model dnn_binary --clip-grad-value nan", "--clip-grad-value must be a finite number of 0 or more"},
+      {"train --model dnn_binary --momentum nan", "--momentum must be a finite number of 0 or more, got nan"},
+      {"train --model dnn_binary --weight-decay inf", "--weight-decay must be a finite number of 0 or more"},
+      {"train --model dnn_binary --early_stopping.min-delta nan", "early_stopping.min-delta must be a finite number"},
+      {"train --model dnn_binary --val-split -0.1", "--val-split must be between 0 and 1"},
+      {"train --model dnn_binary --val-split 0", "--val-split must be between 0 and 1"},
+      {"train --model dnn_binary --val-split 1", "--val-split must be between 0 and 1"},
+      {"train --model dnn_binary --val-split 1.5", "--val-split must be between 0 and 1"},
+      {"train --model dnn_binary --val-split nan", "--val-split must be between 0 and 1"},
+      {"train --model dnn_binary --val-split 0.3", "--val-split does not apply: model dnn_binary's own data"},
+      // A broken plugin asked for is refused by name and file.
+      {"train --model dnn_binary --callbacks exploding_describe" + kBrokenPlugins,
+       "exploding_describe.so) failed to describe itself: describe() exploded"},
   };
   for (const auto& c : cases) {
     auto r = run_torchfit(c.args, dir.path);
@@ -332,9 +351,88 @@ BOOST_AUTO_TEST_CASE(runtime_errors_exit_1_and_keep_what_was_saved) {
   BOOST_TEST(t.rc == 1);
   BOOST_TEST(has(t.err, "callback 'throwing' failed in on_epoch_end: deliberate failure in on_epoch_end"));
   BOOST_TEST(has(test::read_file(run / "history.csv"), "\n1,"));
-  auto e = run_torchfit("evaluate", run.path);
-  BOOST_TEST(e.rc == 0);
+  auto e = run_torchfit("evaluate" + kTestPlugins, run.path);
+  BOOST_TEST(e.rc == 0, e.err);
   for (const auto& f : files_in(run.path)) BOOST_TEST(f.find(".tmp") == std::string::npos);
+  // The epoch whose on_epoch_end failed keeps its row: the checkpoint saved before the failing
+  // callback ran and the history agree on how far the run got.
+  const auto history = test::read_file(run / "history.csv");
+  BOOST_TEST(std::count(history.begin(), history.end(), '\n') == 3);  // header, epochs 1 and 2
+  BOOST_TEST(has(test::read_file(run / "checkpoint.ini"), "model = dnn_binary"));
+  // A factory that fails at run time is a runtime error (1), not a usage error (2).
+  test::TempDir factory;
+  auto f = run_torchfit("train --model dnn_binary --callbacks throwing --throwing.hook create" + kTestPlugins,
+                        factory.path);
+  BOOST_TEST(f.rc == 1);
+  BOOST_TEST(has(f.err, "callback plugin 'throwing' could not be created: cannot open /dev/nothing-here"));
+}
+
+BOOST_AUTO_TEST_CASE(a_diverged_run_fails_with_its_reason) {
+  // Lightning's check_finite, Keras' TerminateOnNaN: NaN is no result.
+  test::TempDir dir;
+  auto r = run_torchfit("train --model dnn_binary --dnn_binary.per-ring 200 --epochs 5 --lr 1e30", dir.path);
+  BOOST_TEST(r.rc == 1);
+  BOOST_TEST(has(r.err, "the run diverged"));
+  BOOST_TEST(!has(r.out, "stopped: completed"));
+  // Turned off, the run goes on to its end: the user asked for it.
+  auto off = run_torchfit("train --model dnn_binary --dnn_binary.per-ring 200 --epochs 2 --lr 1e30 "
+                          "--early_stopping.check-finite false -q",
+                          dir.path);
+  BOOST_TEST(off.rc == 0);
+}
+
+BOOST_AUTO_TEST_CASE(broken_plugins_on_the_path_do_not_break_commands_that_do_not_use_them) {
+  // A truncated plugin, a text file named .so, a library with a missing dependency, half a
+  // plugin, a describe() that throws: listed with the reason, and every other command works.
+  test::TempDir dir;
+  test::TempDir folder;
+  const auto whole = test::read_file(fs::path(TORCHFIT_TEST_PLUGIN_DIR) / "noop.so");
+  test::write_file(folder / "grad_norm.so", whole.substr(0, whole.size() / 2));
+  test::write_file(folder / "x.so", std::string(4096, '#'));
+  const std::string dirs = kBrokenPlugins + " --plugin-dir '" + folder.path.string() + "'";
+  auto p = run_torchfit("plugins" + dirs, dir.path);
+  BOOST_TEST(p.rc == 0);
+  BOOST_TEST(has(p.out, "grad_norm.so: cannot be loaded: the file is truncated or damaged"));
+  BOOST_TEST(has(p.out, "x.so: cannot be loaded: "));
+  BOOST_TEST(has(p.out, "invalid ELF header"));
+  BOOST_TEST(has(p.out, "missing_dep.so: cannot be loaded: libtorchfit_test_dep.so: cannot open shared object file"));
+  BOOST_TEST(has(p.out, "abi_only.so: exports torchfit_plugin_abi but no torchfit_plugin_info"));
+  BOOST_TEST(has(p.out, "exploding_describe.so: failed to describe itself: describe() exploded"));
+  BOOST_TEST(has(p.out, "early_stopping"));
+  auto t = run_torchfit("train --model dnn_binary --dnn_binary.per-ring 100 --epochs 1 -q" + dirs, dir.path);
+  BOOST_TEST(t.rc == 0, t.err);
+  auto g = run_torchfit("train --model dnn_binary --callbacks grad_norm" + dirs, dir.path);
+  BOOST_TEST(g.rc == 2);
+  BOOST_TEST(has(g.err, "grad_norm.so) cannot be loaded: the file is truncated or damaged"));
+}
+
+BOOST_AUTO_TEST_CASE(files_in_a_run_folder_never_choose_where_code_is_loaded_from) {
+  // torch.load(weights_only=True) is the anchor: evaluating a run someone hands you runs none
+  // of their code. checkpoint.ini is read implicitly; its plugin-dir is not followed.
+  test::TempDir run;
+  BOOST_REQUIRE(run_torchfit("train --model dnn_binary --dnn_binary.per-ring 100 --epochs 1 -q", run.path).rc == 0);
+  fs::create_directory(run / "evil");
+  fs::copy_file(fs::path(TORCHFIT_TEST_BROKEN_DIR) / "exploding_describe.so", run / "evil" / "evil.so");
+  test::write_file(run / "checkpoint.ini", "plugin-dir = evil\n" + test::read_file(run / "checkpoint.ini"));
+  auto e = run_torchfit("evaluate", run.path);
+  BOOST_TEST(e.rc == 0, e.err);
+  BOOST_TEST(!has(e.err, "exploded"));
+  BOOST_TEST(has(e.err, "not loading plugins from 'evil'"));
+  BOOST_TEST(has(e.err, "give --plugin-dir evil"));
+  // Named by the user, the folder is searched: its broken plugin is listed, and skipped.
+  auto named = run_torchfit("evaluate --plugin-dir evil", run.path);
+  BOOST_TEST(named.rc == 0, named.err);
+  BOOST_TEST(!has(named.err, "not loading plugins"));
+  auto config = run_torchfit("evaluate --config checkpoint.ini", run.path);
+  BOOST_TEST(config.rc == 0, config.err);
+  BOOST_TEST(!has(config.err, "not loading plugins"));
+  // Nor where files are written: an output set there is refused, nothing written.
+  test::write_file(run / "in.csv", "x1,x2\n0.5,0.5\n");
+  test::write_file(run / "checkpoint.ini", "output = elsewhere.csv\n" + test::read_file(run / "checkpoint.ini"));
+  auto p = run_torchfit("predict --data in.csv", run.path);
+  BOOST_TEST(p.rc == 2);
+  BOOST_TEST(has(p.err, "set output; give --output FILE.csv on the command line"));
+  BOOST_TEST(!fs::exists(run / "elsewhere.csv"));
 }
 
 BOOST_AUTO_TEST_CASE(bad_checkpoints_and_inputs_exit_1_with_the_reason) {

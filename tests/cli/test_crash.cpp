@@ -25,7 +25,8 @@ std::string run_args(int epochs) {
          " --model_checkpoint.save-last true --state-every-steps 3 -q --plugin-dir '" TORCHFIT_TEST_PLUGIN_DIR "'";
 }
 const std::string kRun = run_args(6);
-const std::string kResume = "train --resume -q";
+// Plugin folders are given again: the state's settings do not choose where code is loaded from.
+const std::string kResume = "train --resume -q --plugin-dir '" TORCHFIT_TEST_PLUGIN_DIR "'";
 
 // history.csv without its time column.
 std::string rows_without_time(const fs::path& csv) {

@@ -153,6 +153,27 @@ BOOST_AUTO_TEST_CASE(clipping_bounds_the_gradient_norm) {
   trainer.fit(tf::DataLoader(regression_data(32, 1), 8), tf::FitOptions().epochs(1).clip_grad_norm(0.5).callbacks({probe}));
   BOOST_TEST(probe->max_norm <= 0.5 + 1e-6);
   BOOST_TEST(probe->max_norm > 0.4);  // the data's gradients are far larger: clipping did happen
+
+  // The norm clipped is the global one over every parameter group, as torch's
+  // clip_grad_norm_(model.parameters()) is: weight and bias in two groups, each far above the
+  // bound, end together at it (clipped group by group they would reach sqrt(2) times it).
+  tf::seed_everything(3);
+  torch::nn::Linear net(2, 1);
+  std::vector<torch::optim::OptimizerParamGroup> groups{torch::optim::OptimizerParamGroup({net->weight}),
+                                                        torch::optim::OptimizerParamGroup({net->bias})};
+  auto sgd = std::make_shared<torch::optim::SGD>(groups, torch::optim::SGDOptions(0.01));
+  tf::Trainer two_groups(net, torch::nn::MSELoss(), {}, sgd);
+  auto global = std::make_shared<NormProbe>();
+  two_groups.fit(tf::DataLoader(regression_data(32, 1), 8),
+                 tf::FitOptions().epochs(1).clip_grad_norm(1e-3).callbacks({global}));
+  BOOST_TEST(global->max_norm <= 1e-3 * (1 + 1e-5));
+  BOOST_TEST(global->max_norm > 0.99e-3);
+  for (double bad : {std::nan(""), std::numeric_limits<double>::infinity(), -1.0}) {
+    BOOST_CHECK_THROW(two_groups.fit(tf::DataLoader(regression_data(8, 1), 8), tf::FitOptions().clip_grad_norm(bad)),
+                      tf::ConfigError);
+    BOOST_CHECK_THROW(two_groups.fit(tf::DataLoader(regression_data(8, 1), 8), tf::FitOptions().clip_grad_value(bad)),
+                      tf::ConfigError);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(clipping_by_value_bounds_every_gradient_element) {

@@ -22,6 +22,10 @@ test ! -e "$work/cache/torchfit"
 cmake -S "$source/docs/examples" -B "$work/example" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$work/example" -j 2 >/dev/null
 test -f "$work/example/loss_ratio.so"
+# An out-of-tree plugin installs into <its prefix>/lib/torchfit/plugins, and loads from there.
+cmake --install "$work/example" --prefix "$work/mine" >/dev/null
+test -f "$work/mine/lib/torchfit/plugins/loss_ratio.so"
+"$work/prefix/bin/torchfit" plugins --plugin-dir "$work/mine/lib/torchfit/plugins" | grep -q "loss_ratio"
 
 # The installed runner finds its own plugins, and the new one through --plugin-dir and the
 # environment variable alike.
@@ -40,6 +44,10 @@ test -f "$work/example/squares.so"
 grep -q "^dataset = squares" sq.ini
 grep -q "^samples = 300" sq.ini
 "$work/prefix/bin/torchfit" evaluate --ckpt-path sq --plugin-dir "$work/example" | grep -q "val_loss="
+# docs/quickstart.md's program, built in a folder of its own: it finds the installed plugins
+# without TORCHFIT_PLUGIN_PATH (they are beside the library, not beside the program).
+(cd "$work/example" && env -u TORCHFIT_PLUGIN_PATH ./ring_dnn 100 >ring.txt 2>&1) || { cat "$work/example/ring.txt"; exit 1; }
+grep -q "^stopped: " "$work/example/ring.txt"
 # The library and the runner report the same version.
 "$work/prefix/bin/torchfit" --version | grep -q "torchfit $(sed -n 's/^project(torchfit VERSION \([0-9.]*\).*/\1/p' "$source/CMakeLists.txt")"
 echo "install test: ok"

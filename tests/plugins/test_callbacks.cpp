@@ -73,6 +73,43 @@ BOOST_AUTO_TEST_CASE(max_mode_and_min_delta) {
   BOOST_TEST(r2.history.size() == 6u);
 }
 
+BOOST_AUTO_TEST_CASE(a_value_that_is_not_finite_fails_the_run_with_its_row_kept) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  try {
+    fit({0.5, 0.4, nan, 0.3}, {stopper({"--patience=5"})});
+    BOOST_FAIL("a NaN monitored value did not end the run");
+  } catch (const tf::CallbackError& e) {
+    const std::string msg = e.what();
+    BOOST_TEST(msg.find("score is nan at epoch 3: the run diverged") != std::string::npos, msg);
+    BOOST_TEST(msg.find("--early_stopping.check-finite false") != std::string::npos, msg);
+  }
+  // A trainer that fails in on_epoch_end keeps the epoch's row: the history agrees with what
+  // callbacks before the failing one saved of it.
+  tf::seed_everything(2);
+  torch::nn::Linear net(2, 1);
+  auto script = std::make_shared<Script>(std::vector<double>{0.5, std::numeric_limits<double>::infinity()});
+  tf::Trainer trainer(net, torch::nn::MSELoss(), {},
+                      std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.01)));
+  BOOST_CHECK_THROW(trainer.fit(tf::DataLoader(test::regression_data(8, 1), 4),
+                                tf::FitOptions().epochs(3).callbacks({script, stopper({})})),
+                    tf::CallbackError);
+  BOOST_TEST(trainer.history().size() == 2u);
+  // Turned off, the run goes on.
+  BOOST_TEST(fit({0.5, nan, 0.3}, {stopper({"--check-finite=false"})}).history.size() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(non_finite_options_are_refused_by_name) {
+  for (const char* bad : {"--min-delta=nan", "--min-delta=inf", "--min-delta=-1", "--baseline=nan"}) {
+    try {
+      stopper({bad});
+      BOOST_FAIL(std::string("early_stopping took ") + bad);
+    } catch (const tf::ConfigError& e) {
+      const std::string option(bad + 2, std::string(bad).find('=') - 2);
+      BOOST_TEST(std::string(e.what()).find("early_stopping." + option + " must be") != std::string::npos, e.what());
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(auto_mode_reads_the_key) {
   // "score" is not a known metric or a word like acc: auto means lower is better.
   auto r = fit({1, 2, 3, 4}, {stopper({"--patience=2"})});

@@ -126,6 +126,45 @@ BOOST_AUTO_TEST_CASE(a_library_that_is_no_plugin_is_skipped_but_named_when_asked
   BOOST_TEST(contains(msg, "is not a torchfit plugin"));
 }
 
+BOOST_AUTO_TEST_CASE(a_refused_plugin_asked_for_by_another_name_is_listed_as_a_candidate) {
+  // wrong_abi.so's declared name cannot be read (its info is not trusted): an unknown name
+  // lists the refused plugins, one of which may be it.
+  auto reg = with_test_plugins();
+  const auto msg = error_of([&] { reg.find("old_abi", tf::PluginKind::Callback); });
+  BOOST_TEST(contains(msg, "unknown callback 'old_abi'"));
+  BOOST_TEST(contains(msg, "Refused plugin files, which may hold it: "));
+  BOOST_TEST(contains(msg, "wrong_abi.so was built for plugin ABI"));
+}
+
+BOOST_AUTO_TEST_CASE(broken_files_on_the_path_are_skipped_with_the_loaders_reason) {
+  // A truncated plugin (mapped, it would kill the process with SIGBUS), a text file, a library
+  // whose dependency is missing, half a plugin, and one whose describe() throws: each is
+  // skipped with its reason, and the plugins beside them still load.
+  test::TempDir dir;
+  const auto standard = test::standard_plugin_dirs().front();
+  const auto whole = test::read_file(standard / "lr_monitor.so");
+  BOOST_REQUIRE(whole.size() > 20000);
+  test::write_file(dir.path / "truncated.so", whole.substr(0, 20000));
+  test::write_file(dir.path / "text.so", std::string(4096, '#'));
+  test::write_file(dir.path / "empty.so", "");
+  fs::copy_file(standard / "lr_monitor.so", dir.path / "lr_monitor.so");
+  tf::Registry reg({dir.path, fs::path(TORCHFIT_TEST_BROKEN_DIR)});
+  std::map<std::string, std::string> reasons;
+  for (const auto& s : reg.skipped()) reasons[s.file.filename().string()] = s.reason;
+  BOOST_TEST(contains(reasons["truncated.so"], "cannot be loaded: the file is truncated or damaged"));
+  BOOST_TEST(contains(reasons["text.so"], "invalid ELF header"));
+  BOOST_TEST(contains(reasons["empty.so"], "cannot be loaded: "));
+  BOOST_TEST(contains(reasons["missing_dep.so"], "libtorchfit_test_dep.so: cannot open shared object file"));
+  BOOST_TEST(contains(reasons["abi_only.so"], "exports torchfit_plugin_abi but no torchfit_plugin_info"));
+  BOOST_TEST(contains(reasons["exploding_describe.so"], "failed to describe itself: describe() exploded"));
+  BOOST_TEST(reg.find("lr_monitor", tf::PluginKind::Callback).info.name == "lr_monitor");
+  // Asked for, a broken one is refused by name and file.
+  const auto msg = error_of([&] { reg.find("exploding_describe", tf::PluginKind::Callback); });
+  BOOST_TEST(contains(msg, "callback plugin 'exploding_describe' (" +
+                               (fs::path(TORCHFIT_TEST_BROKEN_DIR) / "exploding_describe.so").string() +
+                               ") failed to describe itself: describe() exploded"));
+}
+
 BOOST_AUTO_TEST_CASE(unknown_name_suggests_and_lists_names_and_folders) {
   tf::Registry reg(test::standard_plugin_dirs());
   const auto msg = error_of([&] { reg.find("early_stoping", tf::PluginKind::Callback); });
@@ -196,7 +235,7 @@ BOOST_AUTO_TEST_CASE(a_throwing_plugin_stops_training_cleanly_and_keeps_saved_ch
     trainer.fit(tf::DataLoader(data, 4), tf::DataLoader(data, 4), tf::FitOptions().epochs(5).callbacks(callbacks));
   });
   BOOST_TEST(contains(msg, "callback 'throwing' failed in on_epoch_end: deliberate failure in on_epoch_end"));
-  BOOST_TEST(trainer.history().size() == 1u);
+  BOOST_TEST(trainer.history().size() == 2u);  // the failing epoch keeps its row
   const auto recorded = test::read_file(hooks);
   BOOST_TEST(contains(recorded, "on_exception: callback 'throwing' failed in on_epoch_end"));
   // model_checkpoint ran before the throwing plugin in epoch 2: the file is whole and loadable.

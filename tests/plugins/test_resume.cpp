@@ -734,15 +734,21 @@ BOOST_AUTO_TEST_CASE(rollback_restores_and_lowers_the_learning_rate) {
   BOOST_TEST(test::captured_logs().find("rolled back to the start of epoch 2") != std::string::npos);
 }
 
+namespace {
+// A BCE loss that turns NaN on every call from call number `first` (0-based): nothing can help.
+tf::Loss nan_from_call(int64_t first) {
+  auto calls = std::make_shared<int64_t>(0);
+  return tf::Loss([calls, first](const torch::Tensor& p, const torch::Tensor& t) {
+    auto loss = torch::binary_cross_entropy_with_logits(p, t);
+    return (*calls)++ >= first ? loss * std::numeric_limits<float>::quiet_NaN() : loss;
+  });
+}
+}  // namespace
+
 BOOST_AUTO_TEST_CASE(rollback_gives_up_after_max_rollbacks) {
   // NaN on every call from the 11th: rollbacks cannot help.
   auto r = nan_run(-1);
-  auto calls = std::make_shared<int64_t>(0);
-  tf::Loss always([calls](const torch::Tensor& p, const torch::Tensor& t) {
-    auto loss = torch::binary_cross_entropy_with_logits(p, t);
-    return (*calls)++ >= 10 ? loss * std::numeric_limits<float>::quiet_NaN() : loss;
-  });
-  tf::Trainer trainer(r.trainer->net(), always);
+  tf::Trainer trainer(r.trainer->net(), nan_from_call(10));
   try {
     trainer.fit(r.train, r.val,
                 tf::FitOptions().epochs(3).callbacks(
@@ -751,6 +757,22 @@ BOOST_AUTO_TEST_CASE(rollback_gives_up_after_max_rollbacks) {
   } catch (const tf::CallbackError& e) {
     BOOST_TEST(std::string(e.what()).find("after 2 rollbacks") != std::string::npos, e.what());
   }
+}
+
+BOOST_AUTO_TEST_CASE(skip_batch_gives_up_after_max_skips_in_a_row) {
+  // NaN on every call from the 11th (epoch 2, batch 2): skipping cannot help; the run fails.
+  auto r = nan_run(-1);
+  tf::Trainer trainer(r.trainer->net(), nan_from_call(10));
+  try {
+    trainer.fit(r.train, r.val,
+                tf::FitOptions().epochs(3).callbacks(
+                    {test::make_callback("nan_guard", {"--policy=skip_batch", "--max-skips=3"})}));
+    BOOST_FAIL("endless NaN was skipped to the end");
+  } catch (const tf::CallbackError& e) {
+    BOOST_TEST(std::string(e.what()).find("after 3 skipped batches in a row (nan_guard.max-skips)") != std::string::npos,
+               e.what());
+  }
+  BOOST_TEST(all_finite(trainer.net()));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

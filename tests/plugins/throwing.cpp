@@ -25,12 +25,14 @@ class Throwing final : public torchfit::Callback {
 torchfit::PluginInfo describe() {
   torchfit::PluginInfo info(torchfit::PluginKind::Callback, "throwing", "0.0.1", "Test: throws from one hook");
   info.options->add_options()                                                                         //
-      ("hook", boost::program_options::value<std::string>()->default_value("on_epoch_end"), "hook to throw in")  //
+      ("hook", boost::program_options::value<std::string>()->default_value("on_epoch_end"), "hook to throw in (create: the factory throws)")  //
       ("epoch", boost::program_options::value<int64_t>()->default_value(2), "epoch to throw at (0: any)");
   return info;
 }
 
 std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
+  // A factory that fails at run time (a file it cannot open): a runtime error, not a usage one.
+  if (o["hook"].as<std::string>() == "create") throw std::runtime_error("cannot open /dev/nothing-here");
   return std::make_shared<Throwing>(o["hook"].as<std::string>(), o["epoch"].as<int64_t>());
 }
 

@@ -8,17 +8,20 @@
 #include <string>
 #include <vector>
 
-#include "torchfit/version.hpp"  // kPluginFolderFromProgram
+#include "torchfit/version.hpp"  // kPluginFolderFromProgram, kPluginFolderFromLibrary
 
 namespace torchfit {
 
 /// The plugin folder beside `program` (<program folder>/../lib/torchfit/plugins, in the build
-/// tree and after install alike), then `extra`, then each folder of `env` (":"-separated, as
-/// TORCHFIT_PLUGIN_PATH).
+/// tree and after install alike), then the one beside `library` (libtorchfit.so's folder's
+/// torchfit/plugins: where the package put its plugins, found by a program built anywhere),
+/// then `extra`, then each folder of `env` (":"-separated, as TORCHFIT_PLUGIN_PATH).
 inline std::vector<std::filesystem::path> plugin_search_path(const std::filesystem::path& program,
                                                              const std::vector<std::filesystem::path>& extra,
-                                                             const char* env) {
+                                                             const char* env,
+                                                             const std::filesystem::path& library = {}) {
   std::vector<std::filesystem::path> dirs{program.parent_path() / kPluginFolderFromProgram};
+  if (!library.empty()) dirs.push_back(library.parent_path() / kPluginFolderFromLibrary);
   dirs.insert(dirs.end(), extra.begin(), extra.end());
   std::stringstream in(env ? env : "");
   for (std::string dir; std::getline(in, dir, ':');) {

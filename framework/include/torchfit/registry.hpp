@@ -25,7 +25,10 @@ struct PluginEntry {
 struct SkippedFile {
   std::filesystem::path file;
   std::string reason;
-  bool is_plugin = false;  ///< a torchfit plugin refused (wrong ABI or LibTorch), not some other library
+  /// A torchfit plugin refused (wrong ABI or LibTorch, a describe() that threw), or a file the
+  /// loader could not load at all (truncated, no ELF, a missing dependency), which may be one:
+  /// `torchfit plugins` lists these. False only for a library that loads and is no plugin.
+  bool is_plugin = false;
 };
 
 class TORCHFIT_EXPORT Registry {

@@ -5,6 +5,8 @@
 #include <torchfit/monitor.hpp>
 #include <torchfit/plugin.hpp>
 
+#include <cmath>
+
 namespace {
 
 namespace po = boost::program_options;
@@ -17,6 +19,7 @@ struct Settings {
   std::optional<double> baseline;
   int64_t start_from_epoch = 0;
   bool restore_best_weights = true;
+  bool check_finite = true;
 };
 
 // Follows Keras' EarlyStopping: `wait` counts epochs since the last improvement, and training
@@ -39,6 +42,7 @@ class EarlyStopping final : public torchfit::Callback {
 
   void on_epoch_end(torchfit::Context& ctx) override {
     const double current = monitor_.current(ctx);  // throws, listing the logged keys, when missing
+    if (s_.check_finite) check_finite(ctx, current);
     if (!resolved_) {
       monitor_.higher_is_better(ctx);  // mode auto: ask the metric which way is better
       if (!has_best_) best_ = monitor_.worst();
@@ -111,6 +115,20 @@ class EarlyStopping final : public torchfit::Callback {
   }
 
  private:
+  // Lightning's check_finite, Keras' TerminateOnNaN: a run whose loss or monitored value is no
+  // longer a number has diverged, and ends as a failure (the runner exits 1), its last row kept.
+  void check_finite(const torchfit::Context& ctx, double current) const {
+    std::string bad;
+    if (!std::isfinite(current)) bad = s_.monitor + " is " + torchfit::format_value(current);
+    if (auto loss = ctx.logs.get("train_loss"); loss && !std::isfinite(*loss) && s_.monitor != "train_loss") {
+      bad += (bad.empty() ? "" : " and ") + std::string("train_loss is ") + torchfit::format_value(*loss);
+    }
+    if (bad.empty()) return;
+    throw torchfit::Error(bad + " at epoch " + std::to_string(ctx.epoch) +
+                          ": the run diverged. Lower --lr, set --clip-grad-norm, or add nan_guard to --callbacks "
+                          "to find the first bad batch (--early_stopping.check-finite false lets it run on)");
+  }
+
   Settings s_;
   torchfit::Monitor monitor_;
   int64_t wait_ = 0;
@@ -134,7 +152,9 @@ torchfit::PluginInfo describe() {
       ("baseline", po::value<double>(), "value to reach; until it is beaten, patience keeps running out")  //
       ("start-from-epoch", po::value<int64_t>()->default_value(0), "warm-up epochs during which nothing is counted")  //
       ("restore-best-weights", po::value<bool>()->default_value(true, "true"),
-       "at the end of training, put back the weights of the best epoch (whatever stopped the run)");
+       "at the end of training, put back the weights of the best epoch (whatever stopped the run)")  //
+      ("check-finite", po::value<bool>()->default_value(true, "true"),
+       "end the run as a failure (exit 1) once the monitored value or train_loss is NaN or infinite");
   return info;
 }
 
@@ -147,6 +167,15 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   if (o.count("baseline")) s.baseline = o["baseline"].as<double>();
   s.start_from_epoch = o["start-from-epoch"].as<int64_t>();
   s.restore_best_weights = o["restore-best-weights"].as<bool>();
+  s.check_finite = o["check-finite"].as<bool>();
+  if (!(s.min_delta >= 0) || !std::isfinite(s.min_delta)) {
+    throw torchfit::ConfigError("early_stopping.min-delta must be a finite number of 0 or more, got " +
+                                torchfit::format_value(s.min_delta));
+  }
+  if (s.baseline && !std::isfinite(*s.baseline)) {
+    throw torchfit::ConfigError("early_stopping.baseline must be a finite number, got " +
+                                torchfit::format_value(*s.baseline));
+  }
   if (s.patience < 0) {
     throw torchfit::ConfigError("early_stopping.patience must be 0 or more, got " + std::to_string(s.patience));
   }

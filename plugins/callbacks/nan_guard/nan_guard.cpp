@@ -20,6 +20,7 @@ struct Settings {
   bool check_grads = true;
   double lr_factor = 0.5;
   int64_t max_rollbacks = 3;
+  int64_t max_skips = 10;
 };
 
 std::string describe_value(const torch::Tensor& t) {
@@ -36,7 +37,7 @@ class NanGuard final : public torchfit::Callback {
   explicit NanGuard(Settings s) : s_(s) {}
 
   void on_fit_begin(torchfit::Context& ctx) override {
-    skipped_total_ = skipped_epoch_ = rollbacks_ = 0;
+    skipped_total_ = skipped_epoch_ = rollbacks_ = skipped_in_a_row_ = 0;
     if (s_.policy == Policy::Rollback && ctx.world_size > 1) {
       // One process rolling back alone would leave the processes with different weights.
       throw torchfit::ConfigError("nan_guard.policy rollback works in a single process only; with several use "
@@ -53,7 +54,10 @@ class NanGuard final : public torchfit::Callback {
 
   void on_after_backward(torchfit::Context& ctx) override {
     const auto problem = find_problem(ctx);
-    if (problem.empty()) return;
+    if (problem.empty()) {
+      skipped_in_a_row_ = 0;
+      return;
+    }
     const std::string where = "at epoch " + std::to_string(ctx.epoch) + ", batch " +
                               std::to_string(ctx.batch_index + 1) +
                               (ctx.num_batches >= 0 ? " of " + std::to_string(ctx.num_batches) : std::string()) +
@@ -64,6 +68,13 @@ class NanGuard final : public torchfit::Callback {
                               "; training stopped. Lower --lr, set --clip-grad-norm, or choose "
                               "--nan_guard.policy skip_batch or rollback");
       case Policy::SkipBatch:
+        if (skipped_in_a_row_ >= s_.max_skips) {
+          // Every batch bad: the weights themselves are no longer numbers; skipping cannot help.
+          throw torchfit::Error(problem + " " + where + " after " + std::to_string(skipped_in_a_row_) +
+                                " skipped batches in a row (nan_guard.max-skips): the run diverged; training "
+                                "stopped. Lower --lr or set --clip-grad-norm");
+        }
+        ++skipped_in_a_row_;
         ++skipped_epoch_;
         ++skipped_total_;
         ctx.skip_batch();
@@ -96,12 +107,14 @@ class NanGuard final : public torchfit::Callback {
     archive.write("skipped_total", c10::IValue(skipped_total_));
     archive.write("skipped_epoch", c10::IValue(skipped_epoch_));
     archive.write("rollbacks", c10::IValue(rollbacks_));
+    archive.write("skipped_in_a_row", c10::IValue(skipped_in_a_row_));
   }
   void load_state_dict(torch::serialize::InputArchive& archive) override {
     c10::IValue v;
     if (archive.try_read("skipped_total", v)) skipped_total_ = v.toInt();
     if (archive.try_read("skipped_epoch", v)) skipped_epoch_ = v.toInt();
     if (archive.try_read("rollbacks", v)) rollbacks_ = v.toInt();
+    if (archive.try_read("skipped_in_a_row", v)) skipped_in_a_row_ = v.toInt();
   }
 
  private:
@@ -158,6 +171,7 @@ class NanGuard final : public torchfit::Callback {
   int64_t skipped_epoch_ = 0;
   int64_t skipped_total_ = 0;
   int64_t rollbacks_ = 0;
+  int64_t skipped_in_a_row_ = 0;
   torchfit::WeightSnapshot snapshot_;
   std::string optimizer_state_;
 };
@@ -172,7 +186,9 @@ torchfit::PluginInfo describe() {
        "optimizer of the epoch's start and lower the learning rate)")  //
       ("check-grads", po::value<bool>()->default_value(true), "also check every parameter's gradient")  //
       ("lr-factor", po::value<double>()->default_value(0.5, "0.5"), "rollback: multiply the learning rate by this")  //
-      ("max-rollbacks", po::value<int64_t>()->default_value(3), "rollback: stop with an error after this many");
+      ("max-rollbacks", po::value<int64_t>()->default_value(3), "rollback: stop with an error after this many")  //
+      ("max-skips", po::value<int64_t>()->default_value(10),
+       "skip_batch: stop with an error when this many batches in a row were skipped");
   return info;
 }
 
@@ -197,6 +213,10 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   s.max_rollbacks = o["max-rollbacks"].as<int64_t>();
   if (s.max_rollbacks < 1) {
     throw torchfit::ConfigError("nan_guard.max-rollbacks must be at least 1, got " + std::to_string(s.max_rollbacks));
+  }
+  s.max_skips = o["max-skips"].as<int64_t>();
+  if (s.max_skips < 1) {
+    throw torchfit::ConfigError("nan_guard.max-skips must be at least 1, got " + std::to_string(s.max_skips));
   }
   return std::make_shared<NanGuard>(s);
 }
