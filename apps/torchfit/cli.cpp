@@ -301,6 +301,46 @@ std::string text_of(const boost::any& value) {
   return "";
 }
 
+// Options that name a file torchfit writes: the runner's, and a plugin's `path` or `*-path`
+// (the convention docs/writing-plugins.md asks plugins to follow).
+bool names_a_written_file(const std::string& key) {
+  if (key == "history" || key == "ckpt-path" || key == "output") return true;
+  const auto dot = key.find('.');
+  if (dot == std::string::npos) return false;
+  const auto option = key.substr(dot + 1);
+  return option == "path" || (option.size() > 5 && option.compare(option.size() - 5, 5, "-path") == 0);
+}
+
+// Whether `path` (relative to the working folder) lies inside `folder`, symbolic links resolved.
+bool lies_inside(const std::filesystem::path& path, const std::filesystem::path& folder) {
+  std::error_code ec;
+  const auto p = std::filesystem::weakly_canonical(std::filesystem::absolute(path), ec);
+  if (ec) return false;
+  const auto f = std::filesystem::weakly_canonical(std::filesystem::absolute(folder), ec);
+  if (ec) return false;
+  auto pi = p.begin();
+  for (auto fi = f.begin(); fi != f.end(); ++fi, ++pi) {
+    if (fi->empty()) continue;  // the trailing "" of a path ending in '/'
+    if (pi == p.end() || *pi != *fi) return false;
+  }
+  return true;
+}
+
+// The files a run left (FILE.ini read beside the checkpoint, the state's settings on --resume)
+// may come from anyone who handed over the folder: a file they name for writing must lie in the
+// working folder or the run's own folder, or be given again on the command line.
+void check_written_files(const Invocation& inv, const std::filesystem::path& run_folder) {
+  const auto here = std::filesystem::current_path();
+  for (const auto& e : inv.config) {
+    if (!names_a_written_file(e.key) || !inv.config_keys.count(e.key) || e.value.empty()) continue;
+    if (lies_inside(e.value, here) || lies_inside(e.value, run_folder)) continue;
+    throw ConfigError(e.file + ":" + std::to_string(e.line) + " sets " + e.key + " to '" + e.value +
+                      "', outside this folder and the run's folder '" + run_folder.string() +
+                      "': the files of a run do not choose where torchfit writes. Give --" + e.key + " " + e.value +
+                      " on the command line if you mean it");
+  }
+}
+
 }  // namespace
 
 const std::vector<std::pair<std::string, std::string>>& commands() {
@@ -421,9 +461,12 @@ Invocation parse(int argc, char** argv) {
       if (named_config) {
         dirs.emplace_back(d);
       } else if (std::find(given.begin(), given.end(), unique_plugin_folders({d}).front()) == given.end()) {
+        std::string searched;
+        for (const auto& g : given) searched += (searched.empty() ? "" : ", ") + g.string();
         logger("runner")->warn("not loading plugins from '{}' ({}:{} sets plugin-dir): the files of a run do not "
-                               "choose where code is loaded from; give --plugin-dir {} if you trust that folder",
-                               d, e.file, e.line, d);
+                               "choose where code is loaded from; searching {} only. Give --plugin-dir {} if you "
+                               "trust that folder",
+                               d, e.file, e.line, searched, d);
       }
     }
   }
@@ -540,6 +583,10 @@ Invocation parse(int argc, char** argv) {
     po::notify(inv.options);
   } catch (const po::error& e) {
     throw ConfigError(std::string(e.what()) + " (see: torchfit " + inv.command + " --help)");
+  }
+  if (!named_config && !inv.config.empty()) {
+    const std::filesystem::path origin = inv.resume_state.empty() ? inv.config_file : inv.resume_state;
+    check_written_files(inv, origin.has_parent_path() ? origin.parent_path() : std::filesystem::path("."));
   }
 
   // Route the plugin values to their plugins, as that plugin's own (unprefixed) options; a

@@ -514,12 +514,6 @@ int run_predict(Invocation& inv) {
     if (inv.dataset == "fashion_mnist") hint += " (e.g. --fashion_mnist.split test)";
     throw ConfigError("'torchfit predict' needs the data to predict on: " + hint);
   }
-  if (inv.config_keys.count("output") && !inv.has("config")) {
-    // FILE.ini is read without being named, and may come with a run folder from anyone: it
-    // does not choose where files are written.
-    throw ConfigError("the run's settings (" + inv.config_file + ") set output; give --output FILE.csv on the "
-                      "command line to say where the predictions go");
-  }
   const fs::path output = required(inv, "output", "FILE.csv (where to write the predictions)");
   check_writable_parent(output, "output file");
   const auto device = parse_device(inv.options["device"].as<std::string>());

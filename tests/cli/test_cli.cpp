@@ -121,6 +121,36 @@ BOOST_AUTO_TEST_CASE(plugins_listing_comes_from_the_users_cache_until_a_plugin_f
   BOOST_TEST(run_torchfit(args, dir.path, "env -u HOME -u XDG_CACHE_HOME").out == cold.out);
 }
 
+BOOST_AUTO_TEST_CASE(a_tampered_index_lists_but_never_loads) {
+  // The index only answers `torchfit plugins`; every command that makes a plugin finds it by
+  // loading the folder's files. An index that names a library elsewhere (here one whose
+  // describe() throws, which loaded would say so) gets it neither loaded nor found.
+  test::TempDir dir;
+  const std::string env = "XDG_CACHE_HOME='" + (dir / "cache").string() + "'";
+  fs::create_directories(dir / "extra");
+  fs::create_directories(dir / "evil");
+  fs::copy_file(TORCHFIT_TEST_PLUGIN_DIR "/noop.so", dir / "extra" / "noop.so");
+  fs::copy_file(TORCHFIT_TEST_BROKEN_DIR "/exploding_describe.so", dir / "evil" / "evil.so");
+  const std::string folder = " --plugin-dir '" + (dir / "extra").string() + "'";
+  BOOST_REQUIRE(run_torchfit("plugins --update-index" + folder, dir.path, env).rc == 0);
+  const auto index = dir / "extra" / "plugins.index";
+  auto text = test::read_file(index);
+  const auto at = text.find("callback\tnoop\t");
+  BOOST_TEST_REQUIRE(at != std::string::npos);
+  text.insert(at, "callback\tevil\t1.0\tinjected\t../evil/evil.so\n");
+  const auto count = text.find("\nplugins 1\n");
+  BOOST_TEST_REQUIRE(count != std::string::npos);
+  text.replace(count, 11, "\nplugins 2\n");
+  test::write_file(index, text);
+  auto t = run_torchfit("train --model dnn_binary --callbacks evil" + folder, dir.path, env);
+  BOOST_TEST(t.rc == 2);
+  BOOST_TEST(has(t.err, "unknown callback 'evil'"), t.err);
+  BOOST_TEST(!has(t.err + t.out, "exploded"));
+  auto p = run_torchfit("plugins" + folder, dir.path, env);
+  BOOST_TEST(has(p.out, "injected"));  // the listing came from the tampered index ...
+  BOOST_TEST(!has(p.err + p.out, "exploded"));  // ... and loaded nothing
+}
+
 BOOST_AUTO_TEST_CASE(plugins_update_index_writes_each_folders_own_index) {
   test::TempDir dir;
   const std::string env = "XDG_CACHE_HOME='" + (dir / "cache").string() + "'";
@@ -418,7 +448,7 @@ BOOST_AUTO_TEST_CASE(files_in_a_run_folder_never_choose_where_code_is_loaded_fro
   BOOST_TEST(e.rc == 0, e.err);
   BOOST_TEST(!has(e.err, "exploded"));
   BOOST_TEST(has(e.err, "not loading plugins from 'evil'"));
-  BOOST_TEST(has(e.err, "give --plugin-dir evil"));
+  BOOST_TEST(has(e.err, "Give --plugin-dir evil if you trust that folder"));
   // Named by the user, the folder is searched: its broken plugin is listed, and skipped.
   auto named = run_torchfit("evaluate --plugin-dir evil", run.path);
   BOOST_TEST(named.rc == 0, named.err);
@@ -426,13 +456,50 @@ BOOST_AUTO_TEST_CASE(files_in_a_run_folder_never_choose_where_code_is_loaded_fro
   auto config = run_torchfit("evaluate --config checkpoint.ini", run.path);
   BOOST_TEST(config.rc == 0, config.err);
   BOOST_TEST(!has(config.err, "not loading plugins"));
-  // Nor where files are written: an output set there is refused, nothing written.
+  // Nor where files are written: an output outside the folder is refused, nothing written.
+  test::TempDir outside;
   test::write_file(run / "in.csv", "x1,x2\n0.5,0.5\n");
-  test::write_file(run / "checkpoint.ini", "output = elsewhere.csv\n" + test::read_file(run / "checkpoint.ini"));
+  const auto ini = test::read_file(run / "checkpoint.ini");
+  const auto target = (outside / "elsewhere.csv").string();
+  test::write_file(run / "checkpoint.ini", "output = " + target + "\n" + ini);
   auto p = run_torchfit("predict --data in.csv", run.path);
   BOOST_TEST(p.rc == 2);
-  BOOST_TEST(has(p.err, "set output; give --output FILE.csv on the command line"));
-  BOOST_TEST(!fs::exists(run / "elsewhere.csv"));
+  BOOST_TEST(has(p.err, "sets output to '" + target + "', outside this folder and the run's folder"), p.err);
+  BOOST_TEST(has(p.err, "Give --output " + target + " on the command line if you mean it"));
+  BOOST_TEST(!fs::exists(target));
+  test::write_file(run / "checkpoint.ini", "output = ../escaped.csv\n" + ini);
+  BOOST_TEST(run_torchfit("predict --data in.csv", run.path).rc == 2);
+  BOOST_TEST(!fs::exists(run.path.parent_path() / "escaped.csv"));
+  // Inside the folder, or named on the command line, it is written.
+  test::write_file(run / "checkpoint.ini", "output = mine.csv\n" + ini);
+  auto inside = run_torchfit("predict --data in.csv", run.path);
+  BOOST_TEST(inside.rc == 0, inside.err);
+  BOOST_TEST(fs::exists(run / "mine.csv"));
+  test::write_file(run / "checkpoint.ini", "output = " + target + "\n" + ini);
+  auto named_output = run_torchfit("predict --data in.csv --output '" + target + "'", run.path);
+  BOOST_TEST(named_output.rc == 0, named_output.err);
+  BOOST_TEST(fs::exists(target));
+}
+
+BOOST_AUTO_TEST_CASE(a_state_file_never_chooses_where_a_resume_writes) {
+  // A run whose history went to another folder, handed over as its folder: resuming it there
+  // does not write into that other folder unless the command line names it again.
+  test::TempDir run;
+  test::TempDir elsewhere;
+  const auto history = (elsewhere / "history.csv").string();
+  BOOST_REQUIRE(run_torchfit("train --model dnn_binary --dnn_binary.per-ring 100 --epochs 1 -q --history '" +
+                                 history + "'",
+                             run.path)
+                    .rc == 0);
+  fs::remove(history);
+  auto r = run_torchfit("train --resume --epochs 2 -q", run.path);
+  BOOST_TEST(r.rc == 2);
+  BOOST_TEST(has(r.err, "checkpoint.state (the run's settings):"), r.err);
+  BOOST_TEST(has(r.err, "sets history to '" + history + "', outside this folder and the run's folder"));
+  BOOST_TEST(!fs::exists(history));
+  auto again = run_torchfit("train --resume --epochs 2 -q --history '" + history + "'", run.path);
+  BOOST_TEST(again.rc == 0, again.err);
+  BOOST_TEST(has(test::read_file(history), "\n2,"));
 }
 
 BOOST_AUTO_TEST_CASE(bad_checkpoints_and_inputs_exit_1_with_the_reason) {
