@@ -296,7 +296,24 @@ int run_train(Invocation& inv) {
   }
   const bool resuming = !inv.resume_state.empty();
   const auto& saved = inv.resume_info;
+  // The history file, written from the history in memory. Its text is what the file must hold.
+  auto history_text = [&](const History& h) {
+    return history_path.extension() == ".json" ? h.to_json_string() : h.to_csv_string();
+  };
+  auto save_history = [&](const History& h) {
+    atomic_write_text(history_path, [&](std::ostream& out) { out << history_text(h); });
+  };
   if (resuming && (saved.stopped || (saved.finished && epochs <= saved.epochs_done))) {
+    // The run ended, but its last history write may have failed (a full disk): the state holds
+    // the history too, and the file is made whole from it.
+    const auto kept = read_state_history(inv.resume_state);
+    std::ifstream in(history_path, std::ios::binary);
+    const std::string on_disk{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (!in.is_open() || on_disk != history_text(kept)) {
+      save_history(kept);
+      std::cout << history_path.string() << " did not hold the run's " << kept.size()
+                << " epochs (its last write failed?): written again from " << inv.resume_state << "\n";
+    }
     std::cout << "nothing to resume: the run in " << inv.resume_state << " already ended after " << saved.epochs_done
               << " epochs (" << (saved.stopped ? saved.stop_reason : "completed " + std::to_string(saved.epochs_done) + " epochs")
               << ")" << (saved.stopped ? "" : "; give a larger --epochs to train it further") << "\n";
@@ -383,13 +400,6 @@ int run_train(Invocation& inv) {
   if (s.val && s.val->size() > 0) {
     val = DataLoader(s.val, LoaderOptions(s.batch_size).pin_memory(pin).workers(workers).transforms(s.eval_transforms));
   }
-  auto save_history = [&](const History& h) {
-    if (history_path.extension() == ".json") {
-      h.to_json(history_path);
-    } else {
-      h.to_csv(history_path);
-    }
-  };
   History history;
   try {
     auto options = FitOptions()
@@ -408,13 +418,24 @@ int run_train(Invocation& inv) {
     history = trainer.fit(train, val, options);
   } catch (...) {
     if (rank0 && !trainer.history().empty()) {
-      save_history(trainer.history());
-      logger("runner")->warn("the {} finished epochs are saved in {}", trainer.history().size(), history_path.string());
+      // What stopped the run (a full disk failing the state or checkpoint, say) is the error
+      // to report; a history that cannot be written either is only mentioned.
+      try {
+        save_history(trainer.history());
+        logger("runner")->warn("the {} finished epochs are saved in {}", trainer.history().size(), history_path.string());
+      } catch (const std::exception& e) {
+        logger("runner")->warn("the history could not be saved either: {}", e.what());
+      }
     }
     throw;
   }
   if (!rank0) return trainer.interrupted_by() ? 128 + trainer.interrupted_by() : 0;  // rank 0 reports
-  save_history(history);
+  try {
+    save_history(history);
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + ". The run itself is saved in " + state_path.string() +
+                ": once the file can be written, 'torchfit train --resume' writes the history again");
+  }
   if (const int signal = trainer.interrupted_by()) {
     std::string again = "torchfit train --resume";
     if (!inv.options["ckpt-path"].defaulted()) again += " --ckpt-path " + ckpt_path.string();

@@ -2,7 +2,9 @@
 // from the plugin folders' indexes, without loading LibTorch (about 0.6 s of every start);
 // everything else goes to the runner library libtorchfit_cli (cli_main.cpp), loaded on demand.
 #include <dlfcn.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -18,10 +20,36 @@ std::string cli_library() {
   return (exe.empty() ? std::string("./") : exe.substr(0, exe.rfind('/') + 1)) + TORCHFIT_CLI_LIBRARY;
 }
 
+// SIGINT or SIGTERM before a command installs its own handling (train does, once its settings
+// are saved and training is about to start): a message and exit 128 + signal, at once. Loading
+// LibTorch alone takes about half a second, in which the default action would end the process
+// without a word. Only async-signal-safe calls here.
+extern "C" void on_early_signal(int signal) {
+  static const char sigint[] = "\ntorchfit: interrupted by SIGINT\n";
+  static const char sigterm[] = "\ntorchfit: interrupted by SIGTERM\n";
+  const ssize_t ignored = signal == SIGINT ? ::write(STDERR_FILENO, sigint, sizeof sigint - 1)
+                                           : ::write(STDERR_FILENO, sigterm, sizeof sigterm - 1);
+  (void)ignored;
+  ::_exit(128 + signal);
+}
+
+void handle_early_signals() {
+  struct sigaction action {};
+  action.sa_handler = on_early_signal;
+  sigemptyset(&action.sa_mask);
+  for (int signal : {SIGINT, SIGTERM}) {
+    struct sigaction previous {};
+    // A signal ignored by whoever started us (nohup, a shell's background job) stays ignored.
+    if (::sigaction(signal, nullptr, &previous) == 0 && previous.sa_handler == SIG_IGN) continue;
+    ::sigaction(signal, &action, nullptr);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace torchfit::cli;
+  handle_early_signals();
   if (argc == 2 && std::string(argv[1]) == "--version") {
     std::cout << version_line() << "\n";
     return 0;

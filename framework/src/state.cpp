@@ -173,6 +173,25 @@ StateInfo read_info(InputArchive& archive, const fs::path& path) {
   return info;
 }
 
+// The history rows kept in a state archive.
+History read_history(InputArchive& archive) {
+  const auto sizes = read_list(archive, "history_sizes");
+  const auto keys = read_list(archive, "history_keys");
+  const auto values = read_list(archive, "history_values");
+  if (keys.size() != values.size()) throw CheckpointError("the history's keys and values differ in length");
+  History history;
+  size_t k = 0;
+  for (const auto& size : sizes) {
+    Logs row;
+    for (int64_t j = 0; j < size.toInt(); ++j, ++k) {
+      if (k >= keys.size()) throw CheckpointError("the history is shorter than its row sizes say");
+      row.set(keys[k].toStringRef(), values[k].toDouble());
+    }
+    history.append(std::move(row));
+  }
+  return history;
+}
+
 // Runs `body`, turning LibTorch's errors about a malformed archive into one clear message.
 template <typename Body>
 void reading(const fs::path& path, Body&& body) {
@@ -192,6 +211,19 @@ void reading(const fs::path& path, Body&& body) {
 StateInfo read_state_info(const fs::path& path) {
   auto archive = open_state_archive(path, torch::kCPU);
   return read_info(archive, path);
+}
+
+History read_state_history(const fs::path& path) {
+  auto archive = open_state_archive(path, torch::kCPU);
+  const auto info = read_info(archive, path);
+  History history;
+  reading(path, [&] { history = read_history(archive); });
+  if (static_cast<int64_t>(history.size()) != info.epochs_done) {
+    throw CheckpointError("state file '" + path.string() + "' is damaged: it holds " + std::to_string(history.size()) +
+                          " history rows for " + std::to_string(info.epochs_done) + " epochs");
+  }
+  if (info.stopped) history.set_stop_reason(info.stop_reason);
+  return history;
 }
 
 // ---- saving --------------------------------------------------------------------------------
@@ -484,19 +516,8 @@ void Trainer::restore_state(Resume& resume, Context& ctx) {
       step_->load_state_dict(st);
     }
 
-    const auto sizes = read_list(archive, "history_sizes");
-    const auto keys = read_list(archive, "history_keys");
-    const auto values = read_list(archive, "history_values");
-    if (keys.size() != values.size()) throw CheckpointError("the history's keys and values differ in length");
-    size_t k = 0;
-    for (const auto& size : sizes) {
-      Logs row;
-      for (int64_t j = 0; j < size.toInt(); ++j, ++k) {
-        if (k >= keys.size()) throw CheckpointError("the history is shorter than its row sizes say");
-        row.set(keys[k].toStringRef(), values[k].toDouble());
-      }
-      history_.append(std::move(row));
-    }
+    const History kept = read_history(archive);
+    for (const auto& row : kept.rows()) history_.append(row);
     ctx.logs = read_logs(archive, "logs");
     ctx.global_step = resume.info.global_step;
     ctx.resumed = true;

@@ -210,6 +210,24 @@ BOOST_AUTO_TEST_CASE(a_second_sigint_exits_at_once_and_corrupts_nothing) {
   BOOST_CHECK_NO_THROW(tf::read_state_info(dir / "checkpoint.state"));
 }
 
+BOOST_AUTO_TEST_CASE(a_signal_during_startup_exits_with_its_code_and_says_so) {
+  // Loading LibTorch alone takes about half a second: a signal then (or while the data loads)
+  // ends the run at once, with exit 128 + signal and a line saying why; later, training stops
+  // after its batch. Either way the exit code and the message are there.
+  for (const int delay_ms : {100, 300, 700}) {
+    for (const int signal : {SIGINT, SIGTERM}) {
+      test::TempDir dir;
+      const pid_t pid = test::start_torchfit("train --model dnn_binary --epochs 1000 --patience 1000 -q", dir.path);
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      ::kill(pid, signal);
+      const auto r = test::finish(pid, dir.path);
+      BOOST_TEST_INFO("signal " << signal << " after " << delay_ms << " ms");
+      BOOST_TEST(r.rc == 128 + signal);
+      BOOST_TEST(has(r.err + r.out, std::string("interrupted by ") + tf::signal_name(signal)));
+    }
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(faults_and_bad_resumes)
@@ -226,6 +244,40 @@ BOOST_AUTO_TEST_CASE(a_full_disk_stops_cleanly_and_keeps_the_previous_state) {
   BOOST_TEST(test::read_file(dir / "checkpoint.state") == before);
   BOOST_TEST(tf::read_state_info(dir / "checkpoint.state").epochs_done == 2);
   for (const auto& name : test::files_in(dir.path)) BOOST_TEST(name.find(".tmp-") == std::string::npos, name);
+}
+
+BOOST_AUTO_TEST_CASE(the_first_cause_is_reported_when_the_history_cannot_be_written_either) {
+  test::TempDir dir;
+  BOOST_REQUIRE_EQUAL(run_torchfit(run_args(2), dir.path).rc, 0);
+  // The state cannot grow past 16 KiB, and the history's name is taken by a folder.
+  fs::remove(dir / "history.csv");
+  fs::create_directory(dir / "history.csv");
+  const auto r = run_torchfit(kResume + " --epochs 4", dir.path, "ulimit -f 16;");
+  BOOST_TEST(r.rc == 1);
+  const auto error = r.err.substr(r.err.find("torchfit: error: "));
+  BOOST_TEST(has(error, "File too large"));
+  BOOST_TEST(has(error, "the previous state file is unchanged"));
+  BOOST_TEST(has(r.err, "the history could not be saved either"));
+}
+
+BOOST_AUTO_TEST_CASE(a_history_lost_after_the_run_ended_is_written_again_by_resume) {
+  // Killed while writing the history, after the state was saved as finished (a full disk fails
+  // there the same way): the run is over, and --resume makes the history whole from the state.
+  test::TempDir dir;
+  const auto killed = run_torchfit(run_args(2), dir.path, "TORCHFIT_TEST_CRASH_IN_SAVE=history.csv:1");
+  BOOST_REQUIRE_EQUAL(killed.rc, 128 + SIGKILL);
+  BOOST_REQUIRE(!fs::exists(dir / "history.csv"));
+  BOOST_REQUIRE(tf::read_state_info(dir / "checkpoint.state").finished);
+  const auto resumed = run_torchfit(kResume + " --epochs 2", dir.path);
+  BOOST_TEST(resumed.rc == 0);
+  BOOST_TEST(has(resumed.out, "history.csv did not hold the run's 2 epochs"));
+  BOOST_TEST(has(resumed.out, "nothing to resume"));
+  test::TempDir whole;
+  BOOST_REQUIRE_EQUAL(run_torchfit(run_args(2), whole.path).rc, 0);
+  BOOST_TEST(rows_without_time(dir / "history.csv") == rows_without_time(whole / "history.csv"));
+  // Whole already: left as it is, and nothing said.
+  const auto again = run_torchfit(kResume + " --epochs 2", dir.path);
+  BOOST_TEST(!has(again.out, "did not hold"));
 }
 
 BOOST_AUTO_TEST_CASE(changed_settings_are_refused_by_name) {

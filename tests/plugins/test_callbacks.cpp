@@ -98,8 +98,26 @@ BOOST_AUTO_TEST_CASE(a_value_that_is_not_finite_fails_the_run_with_its_row_kept)
   BOOST_TEST(fit({0.5, nan, 0.3}, {stopper({"--check-finite=false"})}).history.size() == 3u);
 }
 
+BOOST_AUTO_TEST_CASE(past_the_divergence_threshold_the_run_fails) {
+  // Lightning's divergence_threshold: a loss that climbs past it has diverged.
+  try {
+    fit({2.0, 1.0, 4.0, 0.5}, {stopper({"--mode=min", "--patience=5", "--divergence-threshold=3"})});
+    BOOST_FAIL("a value past the divergence threshold did not end the run");
+  } catch (const tf::CallbackError& e) {
+    const std::string msg = e.what();
+    BOOST_TEST(msg.find("score is 4 at epoch 3, worse than early_stopping.divergence-threshold 3 (min)") !=
+                   std::string::npos,
+               msg);
+  }
+  // Up to the threshold itself, and for max mode below it, the run goes on.
+  BOOST_TEST(fit({2.0, 3.0, 1.0}, {stopper({"--mode=min", "--divergence-threshold=3"})}).history.size() == 3u);
+  BOOST_CHECK_THROW(fit({0.6, 0.1}, {stopper({"--mode=max", "--divergence-threshold=0.2"})}), tf::CallbackError);
+  BOOST_TEST(fit({0.6, 0.3}, {stopper({"--mode=max", "--divergence-threshold=0.2"})}).history.size() == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(non_finite_options_are_refused_by_name) {
-  for (const char* bad : {"--min-delta=nan", "--min-delta=inf", "--min-delta=-1", "--baseline=nan"}) {
+  for (const char* bad : {"--min-delta=nan", "--min-delta=inf", "--min-delta=-1", "--baseline=nan",
+                          "--divergence-threshold=inf"}) {
     try {
       stopper({bad});
       BOOST_FAIL(std::string("early_stopping took ") + bad);

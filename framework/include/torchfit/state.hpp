@@ -6,6 +6,7 @@
 #include <string>
 
 #include "torchfit/export.hpp"
+#include "torchfit/history.hpp"
 
 namespace torchfit {
 
@@ -38,5 +39,9 @@ struct TORCHFIT_EXPORT StateInfo {
 /// Reads a state file's header. Throws CheckpointError when the file is missing, empty,
 /// truncated or damaged, not a torchfit state file, or from a newer torchfit.
 TORCHFIT_EXPORT StateInfo read_state_info(const std::filesystem::path& path);
+
+/// The history a state file holds: one row per complete epoch, as the run's history file has
+/// them (with the stop reason of a stopped run). Throws CheckpointError as read_state_info does.
+TORCHFIT_EXPORT History read_state_history(const std::filesystem::path& path);
 
 }  // namespace torchfit

@@ -20,6 +20,7 @@ struct Settings {
   int64_t start_from_epoch = 0;
   bool restore_best_weights = true;
   bool check_finite = true;
+  std::optional<double> divergence_threshold;
 };
 
 // Follows Keras' EarlyStopping: `wait` counts epochs since the last improvement, and training
@@ -47,6 +48,14 @@ class EarlyStopping final : public torchfit::Callback {
       monitor_.higher_is_better(ctx);  // mode auto: ask the metric which way is better
       if (!has_best_) best_ = monitor_.worst();
       resolved_ = has_best_ = true;
+    }
+    if (s_.divergence_threshold && (monitor_.mode_name() == "max" ? current < *s_.divergence_threshold
+                                                                  : current > *s_.divergence_threshold)) {
+      // Lightning's divergence_threshold: past it, the run has gone wrong rather than stalled.
+      throw torchfit::Error(s_.monitor + " is " + torchfit::format_value(current) + " at epoch " +
+                            std::to_string(ctx.epoch) + ", worse than early_stopping.divergence-threshold " +
+                            torchfit::format_value(*s_.divergence_threshold) + " (" + monitor_.mode_name() +
+                            "): the run diverged. Lower --lr or set --clip-grad-norm");
     }
     if (ctx.epoch <= s_.start_from_epoch) {
       return;
@@ -154,7 +163,9 @@ torchfit::PluginInfo describe() {
       ("restore-best-weights", po::value<bool>()->default_value(true, "true"),
        "at the end of training, put back the weights of the best epoch (whatever stopped the run)")  //
       ("check-finite", po::value<bool>()->default_value(true, "true"),
-       "end the run as a failure (exit 1) once the monitored value or train_loss is NaN or infinite");
+       "end the run as a failure (exit 1) once the monitored value or train_loss is NaN or infinite")  //
+      ("divergence-threshold", po::value<double>(),
+       "end the run as a failure (exit 1) once the monitored value is worse than this (a loss past it: diverged)");
   return info;
 }
 
@@ -168,6 +179,11 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   s.start_from_epoch = o["start-from-epoch"].as<int64_t>();
   s.restore_best_weights = o["restore-best-weights"].as<bool>();
   s.check_finite = o["check-finite"].as<bool>();
+  if (o.count("divergence-threshold")) s.divergence_threshold = o["divergence-threshold"].as<double>();
+  if (s.divergence_threshold && !std::isfinite(*s.divergence_threshold)) {
+    throw torchfit::ConfigError("early_stopping.divergence-threshold must be a finite number, got " +
+                                torchfit::format_value(*s.divergence_threshold));
+  }
   if (!(s.min_delta >= 0) || !std::isfinite(s.min_delta)) {
     throw torchfit::ConfigError("early_stopping.min-delta must be a finite number of 0 or more, got " +
                                 torchfit::format_value(s.min_delta));
