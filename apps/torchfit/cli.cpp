@@ -8,15 +8,23 @@
 #include <fstream>
 #include <set>
 #include <iomanip>
+#include <limits>
 #include <sstream>
 
 #include <torchfit/dataset_plugin.hpp>
 #include <torchfit/errors.hpp>
 #include <torchfit/log.hpp>
 #include <torchfit/logs.hpp>
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin_path.hpp>
 
 namespace torchfit::cli {
+
+NumberRange val_split_range() {
+  auto range = NumberRange::between(0, 1, true, true);
+  range.what += ": the fraction held out for validation";
+  return range;
+}
 
 namespace {
 
@@ -54,7 +62,7 @@ void add_model_options(po::options_description& d, bool train) {
       ("threads", po::value<std::string>()->value_name("N")->default_value("auto"),
        "threads for the net's CPU kernels (LibTorch's intra-op threads); auto: OMP_NUM_THREADS when set, else "
        "one per core")  //
-      ("batch-size", po::value<int64_t>()->value_name("N"), "samples per batch (default: the model's)")  //
+      ("batch-size", number<int64_t>(NumberRange::positive())->value_name("N"), "samples per batch (default: the model's)")  //
       ("metrics", po::value<std::string>()->value_name("LIST"),
        train ? "comma-separated metric names (default: the model's; torchfit plugins lists them)"
              : "metrics to report (default: those of the run, or the model's)");
@@ -79,7 +87,7 @@ void add_data_options(po::options_description& d, const std::string& command) {
   if (command == "train") {
     d.add_options()                                                                            //
         ("val-data", po::value<std::string>()->value_name("FILE.csv"), "validation data (default: --val-split of --data)")  //
-        ("val-split", po::value<double>()->value_name("F")->default_value(0.2, "0.2"),
+        ("val-split", number<double>(val_split_range())->value_name("F")->default_value(0.2, "0.2"),
          "fraction of the data held out for validation (seeded) when the dataset has no validation data of its "
          "own (--val-data)");
   }
@@ -101,14 +109,14 @@ po::options_description command_options(const std::string& command) {
   if (command == "train") {
     add_model_options(d, true);
     d.add_options()                                                                                    //
-        ("epochs", po::value<int64_t>()->default_value(10), "epochs to train at most")                   //
-        ("lr", po::value<double>(), "learning rate (default: the model's)")                             //
+        ("epochs", number<int64_t>(NumberRange::positive())->default_value(10), "epochs to train at most")                   //
+        ("lr", number<double>(NumberRange::positive().up_to(std::numeric_limits<float>::max(), "float32's largest")), "learning rate (default: the model's)")                             //
         ("optimizer", po::value<std::string>(), "adam, adamw or sgd (default: the model's)")            //
-        ("momentum", po::value<double>()->default_value(0.9, "0.9"), "momentum for sgd")                        //
-        ("weight-decay", po::value<double>()->default_value(0.0), "weight decay (L2; decoupled for adamw)")  //
+        ("momentum", number<double>(NumberRange::at_least(0))->default_value(0.9, "0.9"), "momentum for sgd")                        //
+        ("weight-decay", number<double>(NumberRange::at_least(0, "(0: none)"))->default_value(0.0), "weight decay (L2; decoupled for adamw)")  //
         ("callbacks", po::value<std::string>()->value_name("LIST")->default_value(kDefaultCallbacks),
          "comma-separated callback plugins, run in this order; 'none' for none")  //
-        ("patience", po::value<int64_t>(), "shortcut for early_stopping.patience (default 5)")  //
+        ("patience", number<int64_t>(NumberRange::at_least(0)), "shortcut for early_stopping.patience (default 5)")  //
         ("monitor", po::value<std::string>(),
          "value the callbacks watch: early_stopping.monitor and model_checkpoint.monitor (default val_loss)")  //
         ("mode", po::value<std::string>(), "min, max or auto for the monitored value (default auto)")  //
@@ -117,8 +125,8 @@ po::options_description command_options(const std::string& command) {
          "training state (for --resume) to FILE.state")  //
         ("history", po::value<std::string>()->value_name("FILE")->default_value("history.csv"),
          "where to write the history: CSV, or JSON when FILE ends in .json")  //
-        ("accumulate", po::value<int64_t>()->default_value(1), "gradient accumulation: batches per optimizer step")  //
-        ("clip-grad-norm", po::value<double>()->default_value(0.0), "clip the gradients' L2 norm to this (0: off)")  //
+        ("accumulate", number<int64_t>(NumberRange::positive())->default_value(1), "gradient accumulation: batches per optimizer step")  //
+        ("clip-grad-norm", number<double>(NumberRange::at_least(0, "(0: off)"))->default_value(0.0), "clip the gradients' L2 norm to this (0: off)")  //
         ("precision", po::value<std::string>()->value_name("P")->default_value("32"),
          "32, bf16-mixed (autocast to bfloat16; CPU or CUDA) or 16-mixed (float16 with loss scaling; CUDA)")  //
         ("pin-memory", po::value<bool>()->value_name("BOOL")->default_value(false)->implicit_value(true),
@@ -127,17 +135,17 @@ po::options_description command_options(const std::string& command) {
         ("workers", po::value<std::string>()->value_name("N")->default_value("auto"),
          "threads that gather the next batches while the net trains; auto: none for in-memory data, else half "
          "the cores (1 to 4); the same results for any number")  //
-        ("clip-grad-value", po::value<double>()->default_value(0.0),
+        ("clip-grad-value", number<double>(NumberRange::at_least(0, "(0: off)"))->default_value(0.0),
          "clamp every gradient element to [-X, X] (0: off)")  //
         ("resume", po::value<std::string>()->value_name("STATE")->implicit_value(""),
          "continue the interrupted run saved in FILE.state (of --ckpt-path), or in STATE; its saved settings "
          "apply, and options that would change the result are refused")  //
-        ("state-every-steps", po::value<int64_t>()->value_name("N")->default_value(0),
+        ("state-every-steps", number<int64_t>(NumberRange::at_least(0, "(0: after every epoch only)"))->value_name("N")->default_value(0),
          "also save the training state (FILE.state) every N optimizer steps; 0: after every epoch only")  //
-        ("nproc", po::value<int64_t>()->value_name("N")->default_value(1),
+        ("nproc", number<int64_t>(NumberRange::between(1, 1024))->value_name("N")->default_value(1),
          "data-parallel training over N processes on this machine (c10d, Gloo); --batch-size is per process. "
          "Across machines, start one process each with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set")  //
-        ("dist-timeout", po::value<int64_t>()->value_name("SECONDS")->default_value(120),
+        ("dist-timeout", number<int64_t>(NumberRange::at_least(1))->value_name("SECONDS")->default_value(120),
          "data-parallel: how long a process waits for the others (rendezvous, each collective) before failing")  //
         ("quiet,q", po::bool_switch(), "no progress display or messages; only the final table");
   } else if (command == "evaluate") {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <torchfit/option_values.hpp>
 #include <torchfit/registry.hpp>
 #include <torchfit/state.hpp>
 
@@ -54,6 +55,9 @@ struct Invocation {
   /// Whether the command line names the data: --dataset, --data, or an option of the dataset.
   bool data_on_command_line() const;
 };
+
+/// What --val-split takes: a fraction strictly between 0 and 1.
+NumberRange val_split_range();
 
 /// The commands and their one-line descriptions, in the order --help lists them.
 const std::vector<std::pair<std::string, std::string>>& commands();

@@ -35,33 +35,6 @@ std::string required(const Invocation& inv, const std::string& key, const std::s
   return inv.options[key].as<std::string>();
 }
 
-template <typename T>
-T positive(const Invocation& inv, const std::string& key) {
-  const T v = inv.options[key].as<T>();
-  if (!(v > 0) || !std::isfinite(static_cast<double>(v))) {
-    throw ConfigError("--" + key + " must be a positive number, got " + format_value(static_cast<double>(v)));
-  }
-  return v;
-}
-
-// A number option that must be finite and at least `least` (`what_zero` says what 0 means).
-double at_least(const Invocation& inv, const std::string& key, double least, const std::string& what_zero = "") {
-  const double v = inv.options[key].as<double>();
-  if (!(v >= least) || !std::isfinite(v)) {
-    throw ConfigError("--" + key + " must be a finite number of " + format_value(least) + " or more" + what_zero +
-                      ", got " + format_value(v));
-  }
-  return v;
-}
-
-// --val-split: a fraction strictly between 0 and 1.
-void check_val_split(double f, const Invocation& inv) {
-  if (!(f > 0 && f < 1)) {
-    throw ConfigError("--val-split must be between 0 and 1 (the fraction held out for validation), got " +
-                      format_value(f) + (inv.dataset == "csv" ? "; or give --val-data FILE.csv" : ""));
-  }
-}
-
 // --val-split given for data that comes split already: said, not ignored.
 void refuse_val_split(const Invocation& inv, const std::string& why) {
   if (inv.command == "train" && inv.on_command_line("val-split")) {
@@ -184,8 +157,8 @@ void load_data(Invocation& inv, Setup& s, Purpose purpose) {
     } catch (const std::exception&) {
       throw ConfigError("val-split in the run's settings is not a number: '" + *text + "'");
     }
+    if (!val_split_range().accepts(f)) throw ConfigError("val-split in the run's settings " + refusal(val_split_range(), *text));
   }
-  check_val_split(f, inv);
   const auto val = static_cast<int64_t>(std::llround(f * static_cast<double>(all->size())));
   if (val < 1 || val >= all->size()) {
     throw DataError("--val-split " + format_value(f) + " of the " + std::to_string(all->size()) + " samples of " +
@@ -221,7 +194,7 @@ Setup set_up(Invocation& inv, Purpose purpose, bool with_metrics) {
   s.entry = &inv.registry->find(s.name, PluginKind::Model);
   s.model = inv.registry->make_model(s.name, inv.plugin_options(*s.entry));
   s.seed = inv.options.count("seed") ? inv.options["seed"].as<uint64_t>() : 2;
-  s.batch_size = inv.options.count("batch-size") ? positive<int64_t>(inv, "batch-size") : s.model->default_batch_size();
+  s.batch_size = inv.options.count("batch-size") ? inv.options["batch-size"].as<int64_t>() : s.model->default_batch_size();
   seed_everything(s.seed);
   load_data(inv, s, purpose);
   if (s.dataset && (purpose == Purpose::Train || purpose == Purpose::Summary)) {
@@ -269,17 +242,14 @@ std::shared_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
 }  // namespace
 
 int run_train(Invocation& inv) {
-  const auto epochs = positive<int64_t>(inv, "epochs");
-  const auto accumulate = positive<int64_t>(inv, "accumulate");
-  const double clip = at_least(inv, "clip-grad-norm", 0, " (0: off)");
-  const double clip_value = at_least(inv, "clip-grad-value", 0, " (0: off)");
-  const double momentum = at_least(inv, "momentum", 0);
-  const double weight_decay = at_least(inv, "weight-decay", 0, " (0: none)");
-  if (inv.on_command_line("val-split")) check_val_split(inv.options["val-split"].as<double>(), inv);
+  // Ranges are checked as the options are parsed (torchfit::number).
+  const auto epochs = inv.options["epochs"].as<int64_t>();
+  const auto accumulate = inv.options["accumulate"].as<int64_t>();
+  const double clip = inv.options["clip-grad-norm"].as<double>();
+  const double clip_value = inv.options["clip-grad-value"].as<double>();
+  const double momentum = inv.options["momentum"].as<double>();
+  const double weight_decay = inv.options["weight-decay"].as<double>();
   if (inv.has("mode")) parse_monitor_mode(inv.options["mode"].as<std::string>(), "--mode");
-  if (inv.has("patience") && inv.options["patience"].as<int64_t>() < 0) {
-    throw ConfigError("--patience must be 0 or more, got " + std::to_string(inv.options["patience"].as<int64_t>()));
-  }
   const fs::path history_path = inv.options["history"].as<std::string>();
   const fs::path ckpt_path = inv.options["ckpt-path"].as<std::string>();
   const fs::path config_path = ckpt_path.string() + ".ini";
@@ -290,10 +260,6 @@ int run_train(Invocation& inv) {
   const auto precision = parse_precision(inv.options["precision"].as<std::string>());
   { AutocastGuard check(precision, device); }  // 16-mixed on a CPU: refused before any file is written
   const auto state_every = inv.options["state-every-steps"].as<int64_t>();
-  if (state_every < 0) {
-    throw ConfigError("--state-every-steps must be 0 (after every epoch only) or positive, got " +
-                      std::to_string(state_every));
-  }
   const bool resuming = !inv.resume_state.empty();
   const auto& saved = inv.resume_info;
   // The history file, written from the history in memory. Its text is what the file must hold.
@@ -324,8 +290,6 @@ int run_train(Invocation& inv) {
   // set, by the launcher or by hand on each machine) joins the others.
   const auto nproc = inv.options["nproc"].as<int64_t>();
   const auto dist_timeout = inv.options["dist-timeout"].as<int64_t>();
-  if (nproc < 1 || nproc > 1024) throw ConfigError("--nproc must be from 1 to 1024, got " + std::to_string(nproc));
-  if (dist_timeout < 1) throw ConfigError("--dist-timeout must be at least 1 second, got " + std::to_string(dist_timeout));
   auto dist = distributed_from_env();
   if (!dist && nproc > 1) {
     if (!distributed_available()) {
@@ -349,11 +313,7 @@ int run_train(Invocation& inv) {
   Setup s = set_up(inv, Purpose::Train, true);
   const auto defaults = s.model->default_optimizer();
   const auto optimizer_name = inv.options.count("optimizer") ? inv.options["optimizer"].as<std::string>() : defaults.name;
-  const double lr = inv.options.count("lr") ? positive<double>(inv, "lr") : defaults.lr;
-  if (lr > std::numeric_limits<float>::max()) {
-    throw ConfigError("--lr " + format_value(lr) + " is too large for float32 weights; give a learning rate below " +
-                      format_value(std::numeric_limits<float>::max()));
-  }
+  const double lr = inv.options.count("lr") ? inv.options["lr"].as<double>() : defaults.lr;
   auto optimizer = make_optimizer(optimizer_name, s.net.parameters(), lr, momentum, weight_decay);
 
   Callbacks callbacks;

@@ -1,6 +1,6 @@
 // loss_ratio: logs val_loss / train_loss each epoch (a history column) and warns when it grows.
-#include <torchfit/errors.hpp>
 #include <torchfit/log.hpp>
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 
 namespace {
@@ -24,15 +24,16 @@ class LossRatio final : public torchfit::Callback {
 torchfit::PluginInfo describe() {
   torchfit::PluginInfo info(torchfit::PluginKind::Callback, "loss_ratio", "1.0.0",
                             "Logs val_loss / train_loss and warns when it passes a limit");
-  info.options->add_options()("warn-above", boost::program_options::value<double>()->default_value(1.5),
+  // A number option: torchfit::number refuses NaN, infinities and values out of its range,
+  // naming the option (--loss_ratio.warn-above must be a positive number, got 0), exit 2.
+  info.options->add_options()("warn-above",
+                              torchfit::number<double>(torchfit::NumberRange::positive())->default_value(1.5),
                               "warn when val_loss / train_loss is above this");
   return info;
 }
 
 std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& options) {
-  const double limit = options["warn-above"].as<double>();
-  if (limit <= 0) throw torchfit::ConfigError("loss_ratio.warn-above must be positive");
-  return std::make_shared<LossRatio>(limit);
+  return std::make_shared<LossRatio>(options["warn-above"].as<double>());
 }
 
 }  // namespace

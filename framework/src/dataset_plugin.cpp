@@ -1,12 +1,12 @@
 // The image transform options every image dataset plugin shares.
 #include "torchfit/dataset_plugin.hpp"
-#include "torchfit/option_values.hpp"
 
 #include <cmath>
 #include <sstream>
 
 #include "torchfit/errors.hpp"
 #include "torchfit/logs.hpp"
+#include "torchfit/option_values.hpp"
 
 namespace torchfit {
 
@@ -48,11 +48,11 @@ void add_image_transform_options(po::options_description& options, const ImageTr
        "normalize: the images' mean after scaling to [0, 1] (one value, or one per channel)")  //
       ("std", po::value<std::string>()->value_name("LIST")->default_value(list_text(d.std)),
        "normalize: their standard deviation (one value, or one per channel)")  //
-      ("flip", po::value<double>()->value_name("P")->default_value(d.flip, format_value(d.flip)),
+      ("flip", number<double>(NumberRange::between(0, 1))->value_name("P")->default_value(d.flip, format_value(d.flip)),
        "training: flip each image horizontally with probability P")  //
-      ("crop-padding", po::value<int64_t>()->value_name("N")->default_value(d.crop_padding),
+      ("crop-padding", number<int64_t>(NumberRange::between(0, 64))->value_name("N")->default_value(d.crop_padding),
        "training: pad by N zero pixels, then crop back at random (shifts of up to N pixels; 0: off)")  //
-      ("erasing", po::value<double>()->value_name("P")->default_value(d.erasing, format_value(d.erasing)),
+      ("erasing", number<double>(NumberRange::between(0, 1))->value_name("P")->default_value(d.erasing, format_value(d.erasing)),
        "training: zero a random rectangle (2% to 33% of the image) with probability P");
 }
 
@@ -63,16 +63,6 @@ std::vector<Transform> image_transforms(const po::variables_map& options, const 
   const double flip = options["flip"].as<double>();
   const int64_t padding = options["crop-padding"].as<int64_t>();
   const double erasing = options["erasing"].as<double>();
-  auto probability = [&](double p, const char* option) {
-    if (!(p >= 0 && p <= 1)) {
-      throw ConfigError("--" + plugin + "." + option + " is a probability from 0 to 1, got " + format_value(p));
-    }
-  };
-  probability(flip, "flip");
-  probability(erasing, "erasing");
-  if (padding < 0 || padding > 64) {
-    throw ConfigError("--" + plugin + ".crop-padding takes 0 (off) to 64 pixels, got " + std::to_string(padding));
-  }
   if (mean.size() != std.size()) {
     throw ConfigError("--" + plugin + ".mean and --" + plugin + ".std need as many values (one, or one per channel); got " +
                       std::to_string(mean.size()) + " and " + std::to_string(std.size()));

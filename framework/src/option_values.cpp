@@ -51,4 +51,57 @@ std::optional<std::vector<double>> parse_number_list(const std::string& text) {
   return out;
 }
 
+namespace {
+
+std::string number_text(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+}  // namespace
+
+NumberRange NumberRange::positive() {
+  NumberRange r;
+  r.min = 0;
+  r.min_open = true;
+  r.what = "a positive number";
+  return r;
+}
+
+NumberRange NumberRange::at_least(double min, const std::string& note) {
+  NumberRange r;
+  r.min = min;
+  r.what = "a finite number of " + number_text(min) + " or more" + (note.empty() ? "" : " " + note);
+  return r;
+}
+
+NumberRange NumberRange::between(double min, double max, bool min_open, bool max_open) {
+  NumberRange r;
+  r.min = min;
+  r.max = max;
+  r.min_open = min_open;
+  r.max_open = max_open;
+  if (min_open == max_open) {
+    r.what = "between " + number_text(min) + " and " + number_text(max) + (min_open ? " (exclusive)" : "");
+  } else {
+    r.what = std::string("in ") + (min_open ? "(" : "[") + number_text(min) + ", " + number_text(max) +
+             (max_open ? ")" : "]");
+  }
+  return r;
+}
+
+NumberRange NumberRange::up_to(double max_value, const std::string& why) const {
+  NumberRange r = *this;
+  r.max = max_value;
+  r.max_open = false;
+  r.what += " up to " + number_text(max_value) + (why.empty() ? "" : " (" + why + ")");
+  return r;
+}
+
+std::string refusal(const NumberRange& range, const std::string& token) {
+  constexpr size_t kShown = 60;  // a value pasted by mistake is not echoed whole
+  return "must be " + range.what + ", got " + (token.size() > kShown ? token.substr(0, kShown) + "..." : token);
+}
+
 }  // namespace torchfit

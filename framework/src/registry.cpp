@@ -368,7 +368,9 @@ PluginOptions Registry::parse_options(const PluginEntry& entry, const std::vecto
     po::notify(options);
   } catch (const po::error& e) {
     std::string msg = e.what();
-    // Show the option as the user types it: --<plugin>.<option>.
+    // Show the option as the user types it: --<plugin>.<option> (quoted by Boost's messages,
+    // leading torchfit::number's).
+    if (msg.rfind("--", 0) == 0) msg.insert(2, entry.info.name + ".");
     for (size_t pos = 0; (pos = msg.find("'--", pos)) != std::string::npos; pos += 3 + entry.info.name.size()) {
       msg.insert(pos + 3, entry.info.name + ".");
     }

@@ -339,9 +339,15 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       {"train --model dnn_binary --precision bf16", "got 'bf16'; did you mean 'bf16-mixed'?"},
       {"train --model dnn_binary --precision 16-mixed --device cpu", "16-mixed precision needs a CUDA device"},
       // Values that are not finite or out of range are refused by name.
-      {"train --model dnn_binary --lr inf", "--lr must be a positive number, got inf"},
-      {"train --model dnn_binary --lr nan", "--lr must be a positive number, got nan"},
-      {"train --model dnn_binary --lr 1e308", "is too large for float32 weights"},
+      {"train --model dnn_binary --lr inf", "--lr must be a positive number up to 3.40282e+38 (float32's largest), got inf"},
+      {"train --model dnn_binary --lr nan", "--lr must be a positive number up to 3.40282e+38 (float32's largest), got nan"},
+      {"train --model dnn_binary --lr 1e308", "--lr must be a positive number up to 3.40282e+38 (float32's largest), got 1e308"},
+      {"train --model dnn_binary --nproc 0", "--nproc must be between 1 and 1024, got 0"},
+      {"train --model dnn_binary --patience -1", "--patience must be a whole number of 0 or more, got -1"},
+      {"train --model dnn_binary --nan_guard.lr-factor 1.5 --callbacks nan_guard",
+       "--nan_guard.lr-factor must be between 0 and 1 (exclusive), got 1.5"},
+      {"train --model dnn_binary --metrics acc --metrics.threshold nan", "--metrics.threshold must be between 0 and 1"},
+      {"train --model dnn_binary --early_stopping.divergence-threshold -inf", "must be a finite number, got -inf"},
       {"train --model dnn_binary --clip-grad-norm nan", "--clip-grad-norm must be a finite number of 0 or more"},
       {"train --model dnn_binary --clip-grad-value nan", "--clip-grad-value must be a finite number of 0 or more"},
       {"train --model dnn_binary --momentum nan", "--momentum must be a finite number of 0 or more, got nan"},
@@ -583,7 +589,7 @@ BOOST_AUTO_TEST_CASE(the_documented_plugin_adds_a_column_and_warns) {
   auto bad = run_torchfit("train --model dnn_binary --callbacks loss_ratio --loss_ratio.warn-above -1" + kTestPlugins,
                           dir.path);
   BOOST_TEST(bad.rc == 2);
-  BOOST_TEST(has(bad.err, "loss_ratio.warn-above must be positive"));
+  BOOST_TEST(has(bad.err, "--loss_ratio.warn-above must be a positive number, got -1"));
 }
 
 // ---- the user's CSV data: the mlp model through the runner ---------------------------------

@@ -86,12 +86,12 @@ BOOST_AUTO_TEST_CASE(a_dataset_plugin_loads_its_data_and_transforms) {
   BOOST_TEST(!unlabelled->load(request)->sample(0).has_targets());
   request.purpose = tf::DataRequest::Purpose::Train;
   BOOST_CHECK_THROW(unlabelled->load(request), tf::ConfigError);
-  // Bad option values are refused when the plugin is made, naming the option.
+  // Bad option values are refused as the options are parsed, naming the option.
   try {
     reg.make_dataset("idx", reg.parse_options(entry, {"--images=x", "--flip=2"}));
     BOOST_FAIL("flip 2 accepted");
   } catch (const tf::ConfigError& e) {
-    BOOST_TEST(std::string(e.what()).find("--idx.flip is a probability") != std::string::npos);
+    BOOST_TEST(std::string(e.what()).find("--idx.flip must be between 0 and 1, got 2") != std::string::npos);
   }
   // A missing Fashion-MNIST folder says which package to install.
   const auto& fashion = reg.find("fashion_mnist", tf::PluginKind::Dataset);

@@ -3,6 +3,7 @@
 #include <torchfit/errors.hpp>
 #include <torchfit/log.hpp>
 #include <torchfit/monitor.hpp>
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 
 #include <cmath>
@@ -156,15 +157,15 @@ torchfit::PluginInfo describe() {
       ("monitor", po::value<std::string>()->default_value("val_loss"), "logged value to watch")  //
       ("mode", po::value<std::string>()->default_value("auto"),
        "min, max, or auto (from the metric: acc, auc, f1, precision, recall, r2 are better higher)")  //
-      ("patience", po::value<int64_t>()->default_value(5), "epochs without improvement before stopping")  //
-      ("min-delta", po::value<double>()->default_value(0.0), "smallest change that counts as an improvement")  //
-      ("baseline", po::value<double>(), "value to reach; until it is beaten, patience keeps running out")  //
-      ("start-from-epoch", po::value<int64_t>()->default_value(0), "warm-up epochs during which nothing is counted")  //
+      ("patience", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0))->default_value(5), "epochs without improvement before stopping")  //
+      ("min-delta", torchfit::number<double>(torchfit::NumberRange::at_least(0))->default_value(0.0), "smallest change that counts as an improvement")  //
+      ("baseline", torchfit::number<double>(), "value to reach; until it is beaten, patience keeps running out")  //
+      ("start-from-epoch", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0))->default_value(0), "warm-up epochs during which nothing is counted")  //
       ("restore-best-weights", po::value<bool>()->default_value(true, "true"),
        "at the end of training, put back the weights of the best epoch (whatever stopped the run)")  //
       ("check-finite", po::value<bool>()->default_value(true, "true"),
        "end the run as a failure (exit 1) once the monitored value or train_loss is NaN or infinite")  //
-      ("divergence-threshold", po::value<double>(),
+      ("divergence-threshold", torchfit::number<double>(),
        "end the run as a failure (exit 1) once the monitored value is worse than this (a loss past it: diverged)");
   return info;
 }
@@ -180,25 +181,6 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   s.restore_best_weights = o["restore-best-weights"].as<bool>();
   s.check_finite = o["check-finite"].as<bool>();
   if (o.count("divergence-threshold")) s.divergence_threshold = o["divergence-threshold"].as<double>();
-  if (s.divergence_threshold && !std::isfinite(*s.divergence_threshold)) {
-    throw torchfit::ConfigError("early_stopping.divergence-threshold must be a finite number, got " +
-                                torchfit::format_value(*s.divergence_threshold));
-  }
-  if (!(s.min_delta >= 0) || !std::isfinite(s.min_delta)) {
-    throw torchfit::ConfigError("early_stopping.min-delta must be a finite number of 0 or more, got " +
-                                torchfit::format_value(s.min_delta));
-  }
-  if (s.baseline && !std::isfinite(*s.baseline)) {
-    throw torchfit::ConfigError("early_stopping.baseline must be a finite number, got " +
-                                torchfit::format_value(*s.baseline));
-  }
-  if (s.patience < 0) {
-    throw torchfit::ConfigError("early_stopping.patience must be 0 or more, got " + std::to_string(s.patience));
-  }
-  if (s.start_from_epoch < 0) {
-    throw torchfit::ConfigError("early_stopping.start-from-epoch must be 0 or more, got " +
-                                std::to_string(s.start_from_epoch));
-  }
   return std::make_shared<EarlyStopping>(std::move(s));
 }
 

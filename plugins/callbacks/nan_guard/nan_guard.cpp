@@ -3,6 +3,7 @@
 #include <torchfit/checkpoint.hpp>
 #include <torchfit/errors.hpp>
 #include <torchfit/log.hpp>
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 #include <torchfit/scheduler.hpp>
 
@@ -185,9 +186,9 @@ torchfit::PluginInfo describe() {
        "batch; skips are counted in the history column skipped_batches), or rollback (restore the weights and "
        "optimizer of the epoch's start and lower the learning rate)")  //
       ("check-grads", po::value<bool>()->default_value(true), "also check every parameter's gradient")  //
-      ("lr-factor", po::value<double>()->default_value(0.5, "0.5"), "rollback: multiply the learning rate by this")  //
-      ("max-rollbacks", po::value<int64_t>()->default_value(3), "rollback: stop with an error after this many")  //
-      ("max-skips", po::value<int64_t>()->default_value(10),
+      ("lr-factor", torchfit::number<double>(torchfit::NumberRange::between(0, 1, true, true))->default_value(0.5, "0.5"), "rollback: multiply the learning rate by this")  //
+      ("max-rollbacks", torchfit::number<int64_t>(torchfit::NumberRange::at_least(1))->default_value(3), "rollback: stop with an error after this many")  //
+      ("max-skips", torchfit::number<int64_t>(torchfit::NumberRange::at_least(1))->default_value(10),
        "skip_batch: stop with an error when this many batches in a row were skipped");
   return info;
 }
@@ -206,18 +207,8 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   }
   s.check_grads = o["check-grads"].as<bool>();
   s.lr_factor = o["lr-factor"].as<double>();
-  if (!(s.lr_factor > 0 && s.lr_factor < 1)) {
-    throw torchfit::ConfigError("nan_guard.lr-factor must be between 0 and 1 (exclusive), got " +
-                                torchfit::format_value(s.lr_factor));
-  }
   s.max_rollbacks = o["max-rollbacks"].as<int64_t>();
-  if (s.max_rollbacks < 1) {
-    throw torchfit::ConfigError("nan_guard.max-rollbacks must be at least 1, got " + std::to_string(s.max_rollbacks));
-  }
   s.max_skips = o["max-skips"].as<int64_t>();
-  if (s.max_skips < 1) {
-    throw torchfit::ConfigError("nan_guard.max-skips must be at least 1, got " + std::to_string(s.max_skips));
-  }
   return std::make_shared<NanGuard>(s);
 }
 

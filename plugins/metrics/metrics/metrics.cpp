@@ -1,5 +1,6 @@
 // The standard metrics: acc, accuracy, top_k_accuracy, macro_f1, confusion_matrix, auc, precision,
 // recall, f1, mae, mse, rmse, r2.
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 
 #include <cmath>
@@ -506,20 +507,16 @@ torchfit::PluginInfo describe() {
   info.provides = {"acc", "accuracy", "top_k_accuracy", "macro_f1", "confusion_matrix", "auc", "precision", "recall",
                    "f1", "mae", "mse", "rmse", "r2"};
   info.options->add_options()  //
-      ("threshold", po::value<double>()->default_value(0.5),
+      ("threshold", torchfit::number<double>(torchfit::NumberRange::between(0, 1, true, true))->default_value(0.5),
        "probability at or above which a binary prediction (a logit through a sigmoid) counts as positive; "
        "used by acc, precision, recall and f1")  //
-      ("top-k", po::value<int64_t>()->default_value(5),
+      ("top-k", torchfit::number<int64_t>(torchfit::NumberRange::at_least(1))->default_value(5),
        "top_k_accuracy: a sample counts when its class is among the K highest scores");
   return info;
 }
 
 std::shared_ptr<torchfit::Metric> create(const std::string& name, const torchfit::PluginOptions& options) {
   const double threshold = options.count("threshold") ? options["threshold"].as<double>() : 0.5;
-  if (!(threshold > 0 && threshold < 1)) {
-    throw torchfit::ConfigError("metrics.threshold must be between 0 and 1 (exclusive), got " +
-                                std::to_string(threshold));
-  }
   if (name == "acc") return std::make_shared<BinaryAccuracy>("acc", threshold);
   if (name == "precision") return std::make_shared<BinaryRates>("precision", threshold, BinaryRates::Kind::Precision);
   if (name == "recall") return std::make_shared<BinaryRates>("recall", threshold, BinaryRates::Kind::Recall);
@@ -527,7 +524,6 @@ std::shared_ptr<torchfit::Metric> create(const std::string& name, const torchfit
   if (name == "accuracy") return std::make_shared<MulticlassAccuracy>();
   if (name == "top_k_accuracy") {
     const int64_t k = options.count("top-k") ? options["top-k"].as<int64_t>() : 5;
-    if (k < 1) throw torchfit::ConfigError("metrics.top-k must be at least 1, got " + std::to_string(k));
     return std::make_shared<TopKAccuracy>(k);
   }
   if (name == "macro_f1") return std::make_shared<Confusion>("macro_f1", ConfusionCounts::Kind::MacroF1);
