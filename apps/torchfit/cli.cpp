@@ -147,6 +147,9 @@ po::options_description command_options(const std::string& command) {
          "Across machines, start one process each with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set")  //
         ("dist-timeout", number<int64_t>(NumberRange::at_least(1))->value_name("SECONDS")->default_value(120),
          "data-parallel: how long a process waits for the others (rendezvous, each collective) before failing")  //
+        ("no-preflight", po::value<bool>()->value_name("BOOL")->default_value(false)->implicit_value(true),
+         "skip the check before epoch 1: one batch through training and validation and a state save, undone "
+         "after (it finds in a second what would fail after a whole epoch; docs/reliability.md)")  //
         ("quiet,q", po::bool_switch(), "no progress display or messages; only the final table");
   } else if (command == "evaluate") {
     add_model_options(d, false);

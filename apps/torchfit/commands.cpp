@@ -373,7 +373,8 @@ int run_train(Invocation& inv) {
                        .state_every_steps(state_every)
                        .run_config(settings)
                        .communicator(comm)
-                       .precision(precision);
+                       .precision(precision)
+                       .preflight(!inv.options["no-preflight"].as<bool>());
     if (resuming) options.resume_from(inv.resume_state);
     history = trainer.fit(train, val, options);
   } catch (...) {

@@ -57,7 +57,7 @@ std::string resume_differences(const std::string& saved, const std::string& now)
     static const std::set<std::string> free{"epochs", "history", "log-level", "device", "resume",
                                             "state-every-steps", "plugin-dir", "callbacks", "pin-memory", "workers", "threads",
                                             // another process count continues from an epoch's end
-                                            "nproc", "dist-timeout"};
+                                            "nproc", "dist-timeout", "no-preflight"};
     return free.count(key) || key.rfind("progress_bar.", 0) == 0;
   };
   auto to_map = [](const std::string& text) {

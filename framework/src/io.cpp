@@ -41,14 +41,20 @@ fs::path temporary_sibling(const fs::path& target) {
 // Fault injection for the crash tests: TORCHFIT_TEST_CRASH_IN_SAVE="<file name>:<n>" kills the
 // process (SIGKILL) during the n-th save of that file, after the temporary file is written
 // and before the rename: the moment a crash is most likely to corrupt a naive writer.
+// "<file name>:<n>:fail" makes that save fail with an error instead (a disk that fills).
 void maybe_crash_in_save(const fs::path& target) {
   static const char* spec = std::getenv("TORCHFIT_TEST_CRASH_IN_SAVE");
   if (!spec) return;
   static std::atomic<int> count{0};
-  const std::string s(spec);
+  std::string s(spec);
+  const std::string fail_suffix = ":fail";
+  const bool fail = s.size() > fail_suffix.size() && s.compare(s.size() - fail_suffix.size(), fail_suffix.size(), fail_suffix) == 0;
+  if (fail) s.resize(s.size() - fail_suffix.size());
   const auto colon = s.rfind(':');
   if (colon == std::string::npos || target.filename().string() != s.substr(0, colon)) return;
-  if (++count == std::atoi(s.c_str() + colon + 1)) ::kill(::getpid(), SIGKILL);
+  if (++count != std::atoi(s.c_str() + colon + 1)) return;
+  if (fail) throw CheckpointError("cannot write '" + target.string() + "': No space left on device (injected)");
+  ::kill(::getpid(), SIGKILL);
 }
 
 // Removes the temporary siblings of `target` that a killed process left behind: their
@@ -132,8 +138,14 @@ void atomic_write_bytes(const fs::path& target, const std::string& bytes, const 
 }
 
 void check_writable_parent(const fs::path& path, const std::string& what) {
+  if (path.empty() || path.filename().empty() || path.filename() == "." || path.filename() == "..") {
+    throw ConfigError(what + " '" + path.string() + "' names no file; give a file name");
+  }
   const fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
   std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    throw ConfigError(what + " '" + path.string() + "' is a folder; give a file name (inside it, or another)");
+  }
   if (!fs::is_directory(parent, ec)) {
     throw ConfigError(what + " '" + path.string() + "' is in folder '" + parent.string() +
                       "', which does not exist; create it first or choose another path");

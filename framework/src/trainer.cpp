@@ -6,6 +6,7 @@
 #include <cmath>
 #include <csignal>
 
+#include "torchfit/checkpoint.hpp"
 #include "torchfit/compat.hpp"
 #include "torchfit/device.hpp"
 #include "torchfit/errors.hpp"
@@ -528,6 +529,72 @@ void Trainer::update_metrics(const Context& ctx, bool detach) {
   }
 }
 
+void Trainer::preflight(Context& ctx, FitRun& run) {
+  const auto start = std::chrono::steady_clock::now();
+  // What one batch changes, kept to be put back: the weights and buffers (batch norm's running
+  // statistics), the gradients (zero_grad leaves none), and the generators dropout draws from.
+  const WeightSnapshot weights = snapshot_weights(net_);
+  at::Generator cpu = at::globalContext().defaultGenerator(at::kCPU);
+  const torch::Tensor cpu_state = cpu.get_state();
+  std::optional<at::Generator> cuda;
+  torch::Tensor cuda_state;
+  if (device_.is_cuda()) {
+    cuda = at::globalContext().defaultGenerator(torch::Device(torch::kCUDA, device_.has_index() ? device_.index() : 0));
+    cuda_state = cuda->get_state();
+  }
+  const int64_t epoch = ctx.epoch;
+  auto put_back = [&] {
+    restore_weights(net_, weights);
+    compat::zero_grad(*optimizer_);
+    cpu.set_state(cpu_state);
+    if (cuda) cuda->set_state(cuda_state);
+    reset_accumulators();
+  };
+  try {
+    ctx.epoch = 1;
+    ctx.batch_index = 0;
+    ctx.stage = Stage::Train;
+    net_.train();
+    reset_accumulators();
+    ctx.batch = run.train.epoch(0).batch(0);
+    ctx.batch_size = ctx.batch.size();
+    forward(ctx);
+    ctx.loss.backward();
+    {
+      torch::NoGradGuard no_grad;
+      // Metrics take the batch (their values are not computed: one batch may lack a class).
+      update_metrics(ctx, true);
+    }
+    if (run.has_val) {
+      torch::NoGradGuard no_grad;
+      ctx.stage = Stage::Validate;
+      net_.eval();
+      reset_accumulators();
+      ctx.batch = run.val.epoch(0).batch(0);
+      ctx.batch_size = ctx.batch.size();
+      forward(ctx);
+      update_metrics(ctx, false);
+    }
+    net_.train();
+    // The state as epoch 1's end would save it: every callback's state_dict, the optimizer.
+    (void)serialize_state(ctx, run, {{1, 0, false}, false, false}, Logs());
+  } catch (...) {
+    put_back();  // the context still says where it failed (epoch 1, the batch, the stage)
+    throw;
+  }
+  put_back();
+  ctx.batch = Batch();
+  ctx.outputs = Outputs();
+  ctx.loss = torch::Tensor();
+  ctx.logs.clear();
+  ctx.stage = Stage::Fit;
+  ctx.epoch = epoch;
+  ctx.batch_index = 0;
+  ctx.batch_size = 0;
+  logger("trainer")->debug("preflight passed in {:.2f} ms: one batch through training, validation and a state save",
+                            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+}
+
 void Trainer::check_stop_signal(Context& ctx) {
   if (const int signal = stop_signal(); signal != 0 && interrupted_by_ == 0) {
     interrupted_by_ = signal;
@@ -826,6 +893,7 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
 
   guarded(callbacks, ctx, [&] {
     compat::zero_grad(*optimizer_);
+    if (options.preflight() && !resume && !step_) preflight(ctx, run);
     int64_t first_epoch = 1;
     if (resume) {
       restore_state(*resume, ctx);

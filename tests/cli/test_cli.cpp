@@ -304,6 +304,7 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
   };
   test::write_file(dir / "unknown.ini", "epochs = 3\nepohcs = 4\n");
   test::write_file(dir / "malformed.ini", "epochs = 3\nthis line has no equals sign\n");
+  fs::create_directory(dir / "a_folder");
   test::write_file(dir / "section.ini", "[no_such_plugin]\nx = 1\n");
   const std::vector<Case> cases = {
       {"trian", "unknown command 'trian'; did you mean 'train'?"},
@@ -343,6 +344,10 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       {"train --model dnn_binary --lr nan", "--lr must be a positive number up to 3.40282e+38 (float32's largest), got nan"},
       {"train --model dnn_binary --lr 1e308", "--lr must be a positive number up to 3.40282e+38 (float32's largest), got 1e308"},
       {"train --model dnn_binary --nproc 0", "--nproc must be between 1 and 1024, got 0"},
+      // Files that could only fail at the end of the run are refused before it starts.
+      {"train --model dnn_binary --history ''", "history file '' names no file"},
+      {"train --model dnn_binary --history .", "history file '.' names no file"},
+      {"train --model dnn_binary --history a_folder", "history file 'a_folder' is a folder"},
       {"train --model dnn_binary --patience -1", "--patience must be a whole number of 0 or more, got -1"},
       {"train --model dnn_binary --nan_guard.lr-factor 1.5 --callbacks nan_guard",
        "--nan_guard.lr-factor must be between 0 and 1 (exclusive), got 1.5"},
@@ -372,7 +377,7 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);  // one clear line
     }
   }
-  BOOST_TEST((files_in(dir.path) == std::set<std::string>{"malformed.ini", "section.ini", "unknown.ini"}));
+  BOOST_TEST((files_in(dir.path) == std::set<std::string>{"a_folder", "malformed.ini", "section.ini", "unknown.ini"}));
 }
 
 BOOST_AUTO_TEST_CASE(runtime_errors_exit_1_and_keep_what_was_saved) {

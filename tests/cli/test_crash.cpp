@@ -249,10 +249,9 @@ BOOST_AUTO_TEST_CASE(a_full_disk_stops_cleanly_and_keeps_the_previous_state) {
 BOOST_AUTO_TEST_CASE(the_first_cause_is_reported_when_the_history_cannot_be_written_either) {
   test::TempDir dir;
   BOOST_REQUIRE_EQUAL(run_torchfit(run_args(2), dir.path).rc, 0);
-  // The state cannot grow past 16 KiB, and the history's name is taken by a folder.
-  fs::remove(dir / "history.csv");
-  fs::create_directory(dir / "history.csv");
-  const auto r = run_torchfit(kResume + " --epochs 4", dir.path, "ulimit -f 16;");
+  // The state cannot grow past 16 KiB, and the history's first write fails too.
+  const auto r = run_torchfit(kResume + " --epochs 4", dir.path,
+                              "ulimit -f 16; TORCHFIT_TEST_CRASH_IN_SAVE=history.csv:1:fail");
   BOOST_TEST(r.rc == 1);
   const auto error = r.err.substr(r.err.find("torchfit: error: "));
   BOOST_TEST(has(error, "File too large"));

@@ -738,3 +738,63 @@ BOOST_AUTO_TEST_CASE(predict_runs_the_steps_predict_step_or_the_net) {
   tf::Trainer nothing(tf::Net(lin), std::make_shared<Nothing>(lin.ptr()));
   BOOST_TEST(test::error_of([&] { nothing.predict(data); }) == "predict_step returned no outputs for batch 0");
 }
+
+namespace {
+
+// A net with dropout and batch norm (random draws and running statistics), Adam, shuffled
+// batches and validation: the preflight must leave no trace in any of them.
+struct PreflightRun {
+  tf::History history;
+  std::vector<torch::Tensor> state;  // parameters and buffers after the fit
+};
+
+PreflightRun fit_small(bool preflight, int64_t epochs) {
+  tf::seed_everything(5);
+  torch::nn::Sequential seq(torch::nn::Linear(2, 16), torch::nn::BatchNorm1d(16), torch::nn::ReLU(),
+                            torch::nn::Dropout(0.3), torch::nn::Linear(16, 1));
+  tf::Net net(seq.ptr());
+  tf::Trainer trainer(net, torch::nn::MSELoss(), {{"mae", std::make_shared<Mae>()}},
+                      std::make_shared<torch::optim::Adam>(net.parameters(), torch::optim::AdamOptions(0.01)));
+  trainer.to(torch::kCPU);
+  PreflightRun r;
+  r.history = trainer.fit(tf::DataLoader(regression_data(64, 1), tf::LoaderOptions(8).shuffle(true).seed(9)),
+                          tf::DataLoader(regression_data(16, 2), 8),
+                          tf::FitOptions().epochs(epochs).preflight(preflight));
+  for (const auto& p : net.module().parameters()) r.state.push_back(p.clone());
+  for (const auto& b : net.module().buffers()) r.state.push_back(b.clone());
+  return r;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(the_preflight_leaves_the_run_bit_identical) {
+  const auto with = fit_small(true, 3), without = fit_small(false, 3);
+  BOOST_REQUIRE_EQUAL(with.state.size(), without.state.size());
+  for (size_t i = 0; i < with.state.size(); ++i) BOOST_TEST(torch::equal(with.state[i], without.state[i]));
+  BOOST_REQUIRE_EQUAL(with.history.size(), without.history.size());
+  for (size_t e = 0; e < with.history.size(); ++e) {
+    for (const char* key : {"train_loss", "train_mae", "val_loss", "val_mae"}) {
+      BOOST_TEST(with.history[e].at(key) == without.history[e].at(key));  // exactly
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_preflight_refuses_validation_data_that_fails_before_any_training) {
+  // Validation targets of the wrong width: without the preflight the mistake surfaces only
+  // after a whole training epoch; with it, before the first optimizer step.
+  auto trainer = make_trainer();
+  const auto before = trainer.net().parameters()[0].clone();
+  auto rec = std::make_shared<Recorder>();
+  tf::TensorDataset wrong_val(torch::randn({4, 2}), torch::randn({4, 3}));
+  BOOST_CHECK_THROW(trainer.fit(tf::DataLoader(regression_data(32, 1), 4), tf::DataLoader(wrong_val, 2),
+                                tf::FitOptions().epochs(2).callbacks({rec})),
+                    tf::Error);
+  BOOST_TEST(std::count(rec->hooks.begin(), rec->hooks.end(), "train_batch_end") == 0);
+  BOOST_TEST(torch::equal(trainer.net().parameters()[0], before));  // nothing of it reached the weights
+  auto late = make_trainer();
+  auto rec_late = std::make_shared<Recorder>();
+  BOOST_CHECK_THROW(late.fit(tf::DataLoader(regression_data(32, 1), 4), tf::DataLoader(wrong_val, 2),
+                             tf::FitOptions().epochs(2).preflight(false).callbacks({rec_late})),
+                    tf::Error);
+  BOOST_TEST(std::count(rec_late->hooks.begin(), rec_late->hooks.end(), "train_batch_end") == 8);
+}

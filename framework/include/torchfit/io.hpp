@@ -22,7 +22,8 @@ TORCHFIT_EXPORT void atomic_write_text(const std::filesystem::path& target,
 /// The same for bytes already in memory; `what` ("state file") names the file in errors.
 TORCHFIT_EXPORT void atomic_write_bytes(const std::filesystem::path& target, const std::string& bytes,
                                         const std::string& what);
-/// Throws ConfigError unless `path`'s folder exists and is writable (checked before a long run).
+/// Throws ConfigError unless `path` names a file (not empty, not a folder) whose folder exists
+/// and is writable (checked before a long run).
 TORCHFIT_EXPORT void check_writable_parent(const std::filesystem::path& path, const std::string& what);
 
 }  // namespace torchfit

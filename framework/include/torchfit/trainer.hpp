@@ -70,6 +70,15 @@ struct TORCHFIT_EXPORT FitOptions {
   /// Loss scaling: made for 16-mixed when not given; give one to scale the loss in any
   /// precision. Its scale is part of the training state.
   TORCH_ARG(std::shared_ptr<GradScaler>, grad_scaler) = nullptr;
+  /// Before epoch 1, one batch of the training data through forward, the loss, backward and
+  /// the metrics, one batch of the validation data through forward, the loss and the metrics,
+  /// and the training state serialized (every callback's state_dict), on the real net: then
+  /// its weights, buffers, gradients and random generators are put back, so the run is the
+  /// same bit for bit. A mistake that would surface only after a whole training epoch (a
+  /// metric that cannot take the validation output, a callback state that cannot be saved) is
+  /// raised before any training. Not on a resume, nor with a custom step (whose step may move
+  /// its own optimizers). See docs/reliability.md.
+  TORCH_ARG(bool, preflight) = true;
 };
 
 class TORCHFIT_EXPORT Trainer {
@@ -176,6 +185,8 @@ class TORCHFIT_EXPORT Trainer {
   void add_step_values(const StepValues& values, int64_t batch_size, const char* who);
   // The net's outputs and the loss for ctx.batch (under autocast when mixed precision is on).
   void forward(Context& ctx);
+  // FitOptions::preflight: one batch each way, then everything put back.
+  void preflight(Context& ctx, FitRun& run);
   void reset_accumulators();
   // The total loss of ctx.outputs against ctx.batch's targets; per-output values in batch_losses_.
   torch::Tensor compute_loss(const Context& ctx);
