@@ -550,31 +550,26 @@ void Trainer::preflight(Context& ctx, FitRun& run) {
     if (cuda) cuda->set_state(cuda_state);
     reset_accumulators();
   };
+  // The first batch of epoch 1 of `data` through forward, the loss (and backward when
+  // training) and the metrics' updates (their values are not computed: one batch may lack a class).
+  auto one_batch = [&](Stage stage, const DataLoader& data) {
+    const bool training = stage == Stage::Train;
+    ctx.stage = stage;
+    training ? net_.train() : net_.eval();
+    reset_accumulators();
+    ctx.batch = data.epoch(0).batch(0);
+    ctx.batch_size = ctx.batch.size();
+    torch::AutoGradMode grad(training);
+    forward(ctx);
+    if (training) ctx.loss.backward();
+    torch::NoGradGuard no_grad;
+    update_metrics(ctx, training);
+  };
   try {
     ctx.epoch = 1;
     ctx.batch_index = 0;
-    ctx.stage = Stage::Train;
-    net_.train();
-    reset_accumulators();
-    ctx.batch = run.train.epoch(0).batch(0);
-    ctx.batch_size = ctx.batch.size();
-    forward(ctx);
-    ctx.loss.backward();
-    {
-      torch::NoGradGuard no_grad;
-      // Metrics take the batch (their values are not computed: one batch may lack a class).
-      update_metrics(ctx, true);
-    }
-    if (run.has_val) {
-      torch::NoGradGuard no_grad;
-      ctx.stage = Stage::Validate;
-      net_.eval();
-      reset_accumulators();
-      ctx.batch = run.val.epoch(0).batch(0);
-      ctx.batch_size = ctx.batch.size();
-      forward(ctx);
-      update_metrics(ctx, false);
-    }
+    one_batch(Stage::Train, run.train);
+    if (run.has_val) one_batch(Stage::Validate, run.val);
     net_.train();
     // The state as epoch 1's end would save it: every callback's state_dict, the optimizer.
     (void)serialize_state(ctx, run, {{1, 0, false}, false, false}, Logs());
