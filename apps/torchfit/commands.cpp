@@ -411,6 +411,19 @@ int run_train(Invocation& inv) {
     return 128 + signal;
   }
 
+  if (std::find(inv.callbacks.begin(), inv.callbacks.end(), "early_stopping") == inv.callbacks.end() &&
+      !history.empty()) {
+    // No early_stopping checked the losses epoch by epoch: a run that ends on values that are
+    // not numbers still fails (its files are saved, as after any failure).
+    const Logs& last = history.back();
+    for (const char* key : {"train_loss", "val_loss"}) {
+      if (auto v = last.get(key); v && !std::isfinite(*v)) {
+        throw Error(std::string(key) + " is " + format_value(*v) + " at epoch " + format_value(last.at("epoch")) +
+                    ": the run diverged. Lower --lr or set --clip-grad-norm; add early_stopping to --callbacks to "
+                    "stop at the first such epoch, or nan_guard to find the first bad batch");
+      }
+    }
+  }
   std::cout << "\n" << history.tail(5) << "\n";
   std::cout << "stopped: " << history.stop_reason() << "\n";
   const std::string monitor = inv.has("monitor") ? inv.options["monitor"].as<std::string>() : "val_loss";

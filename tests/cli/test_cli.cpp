@@ -420,6 +420,15 @@ BOOST_AUTO_TEST_CASE(a_diverged_run_fails_with_its_reason) {
                           "--early_stopping.check-finite false -q",
                           dir.path);
   BOOST_TEST(off.rc == 0);
+  // Without early_stopping the run goes to its end, and still fails, its files saved.
+  test::TempDir bare;
+  auto none = run_torchfit("train --model dnn_binary --dnn_binary.per-ring 200 --epochs 2 --lr 1e30 --callbacks none",
+                           bare.path);
+  BOOST_TEST(none.rc == 1);
+  BOOST_TEST(has(none.err, "at epoch 2: the run diverged"), none.err);
+  BOOST_TEST(!has(none.out, "stopped: completed"));
+  BOOST_TEST(fs::exists(bare / "history.csv"));
+  BOOST_TEST(fs::exists(bare / "checkpoint.state"));
 }
 
 BOOST_AUTO_TEST_CASE(broken_plugins_on_the_path_do_not_break_commands_that_do_not_use_them) {
