@@ -146,7 +146,10 @@ BOOST_AUTO_TEST_CASE(bad_options_are_refused_by_name) {
     return std::string("no error");
   };
   BOOST_TEST(error("multistep_lr", {"--milestones=3,x"}).find("multistep_lr.milestones must be") != std::string::npos);
-  BOOST_TEST(error("step_lr", {"--gamma=0"}).find("step_lr.gamma must be positive") != std::string::npos);
+  BOOST_TEST(error("step_lr", {"--gamma=0"}).find("--step_lr.gamma must be a positive number, got 0") != std::string::npos);
+  BOOST_TEST(error("one_cycle_lr", {"--pct-start=nan"}).find("--one_cycle_lr.pct-start must be between 0 and 1") !=
+             std::string::npos);
+  BOOST_TEST(error("cosine_lr", {"--warmup-start-factor=0"}).find("must be in (0, 1], got 0") != std::string::npos);
   BOOST_TEST(error("cosine_lr", {"--interval=batch"}).find("cosine_lr.interval must be epoch or step") != std::string::npos);
   BOOST_TEST(error("reduce_lr_on_plateau", {"--factor=2"}).find("factor must be between 0 and 1") != std::string::npos);
 }

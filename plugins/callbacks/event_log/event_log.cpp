@@ -5,6 +5,7 @@
 #include <torchfit/errors.hpp>
 #include <torchfit/log.hpp>
 #include <torchfit/monitor.hpp>
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 #include <torchfit/scheduler.hpp>
 
@@ -138,7 +139,7 @@ torchfit::PluginInfo describe() {
                             "Appends a JSON Lines log: every epoch's values and the run's events (new best, stop, resume)");
   info.options->add_options()                                                                            //
       ("path", po::value<std::string>()->default_value("events.jsonl"), "the JSON Lines file (appended)")  //
-      ("every-steps", po::value<int64_t>()->default_value(0),
+      ("every-steps", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0, "(0: epochs only)"))->default_value(0),
        "also log the running train values every N optimizer steps (0: epochs only)")                     //
       ("monitor", po::value<std::string>()->default_value("val_loss"), "value whose new bests are logged")  //
       ("mode", po::value<std::string>()->default_value("auto"), "min, max, or auto (from the metric)");
@@ -147,7 +148,6 @@ torchfit::PluginInfo describe() {
 
 std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   const auto every = o["every-steps"].as<int64_t>();
-  if (every < 0) throw torchfit::ConfigError("event_log.every-steps must be 0 (off) or positive");
   return std::make_shared<EventLog>(o["path"].as<std::string>(), every, o["monitor"].as<std::string>(),
                                     torchfit::parse_monitor_mode(o["mode"].as<std::string>(), "event_log.mode"));
 }

@@ -7,6 +7,7 @@
 #include <torchfit/errors.hpp>
 #include <torchfit/log.hpp>
 #include <torchfit/monitor.hpp>
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 #include <torchfit/scheduler.hpp>
 
@@ -280,13 +281,6 @@ void add_interval(po::options_description& d) {
                   "epoch: t counts epochs (the rate changes between epochs); step: t counts optimizer steps");
 }
 
-template <typename T>
-T positive(const torchfit::PluginOptions& o, const std::string& plugin, const char* key) {
-  const T v = o[key].as<T>();
-  if (!(v > 0)) throw ConfigError(plugin + "." + key + " must be positive, got " + torchfit::format_value(static_cast<double>(v)));
-  return v;
-}
-
 #define STR2(x) #x
 #define STR(x) STR2(x)
 #define TORCHFIT_SCHEDULER_NAME STR(TORCHFIT_SCHEDULER)
@@ -297,8 +291,8 @@ torchfit::PluginInfo describe() {
     torchfit::PluginInfo info(torchfit::PluginKind::Callback, name, "1.0.0",
                               "LR schedule: multiply the rate by gamma every step-size epochs (PyTorch's StepLR)");
     info.options->add_options()                                                                      //
-        ("step-size", po::value<int64_t>()->default_value(10), "epochs (or steps) between decays")  //
-        ("gamma", po::value<double>()->default_value(0.1, "0.1"), "multiplier at each decay");
+        ("step-size", torchfit::number<int64_t>(torchfit::NumberRange::positive())->default_value(10), "epochs (or steps) between decays")  //
+        ("gamma", torchfit::number<double>(torchfit::NumberRange::positive())->default_value(0.1, "0.1"), "multiplier at each decay");
     add_interval(*info.options);
     return info;
   }
@@ -307,7 +301,7 @@ torchfit::PluginInfo describe() {
                               "LR schedule: multiply the rate by gamma at each milestone (PyTorch's MultiStepLR)");
     info.options->add_options()                                                                              //
         ("milestones", po::value<std::string>()->default_value("30,80"), "comma-separated epochs (0-based)")  //
-        ("gamma", po::value<double>()->default_value(0.1, "0.1"), "multiplier at each milestone");
+        ("gamma", torchfit::number<double>(torchfit::NumberRange::positive())->default_value(0.1, "0.1"), "multiplier at each milestone");
     add_interval(*info.options);
     return info;
   }
@@ -315,11 +309,11 @@ torchfit::PluginInfo describe() {
     torchfit::PluginInfo info(torchfit::PluginKind::Callback, name, "1.0.0",
                               "LR schedule: linear warm-up, then cosine annealing (PyTorch's LinearLR + CosineAnnealingLR)");
     info.options->add_options()  //
-        ("t-max", po::value<int64_t>()->default_value(0),
+        ("t-max", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0, "(0: the rest of the run)"))->default_value(0),
          "length of the cosine, in epochs (or steps); 0: the rest of the run after the warm-up")  //
-        ("eta-min", po::value<double>()->default_value(0.0), "lowest rate")                       //
-        ("warmup", po::value<int64_t>()->default_value(0), "warm-up epochs (or steps)")           //
-        ("warmup-start-factor", po::value<double>()->default_value(1.0 / 3, "0.333333"),
+        ("eta-min", torchfit::number<double>(torchfit::NumberRange::at_least(0))->default_value(0.0), "lowest rate")                       //
+        ("warmup", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0))->default_value(0), "warm-up epochs (or steps)")           //
+        ("warmup-start-factor", torchfit::number<double>(torchfit::NumberRange::between(0, 1, true, false))->default_value(1.0 / 3, "0.333333"),
          "the warm-up starts at this fraction of the base rate");
     add_interval(*info.options);
     return info;
@@ -328,11 +322,11 @@ torchfit::PluginInfo describe() {
     torchfit::PluginInfo info(torchfit::PluginKind::Callback, name, "1.0.0",
                               "LR schedule: one cycle up to max-lr and down, every step (PyTorch's OneCycleLR)");
     info.options->add_options()                                                                             //
-        ("max-lr", po::value<double>()->default_value(0.0), "peak rate; 0: the optimizer's rate")          //
-        ("total-steps", po::value<int64_t>()->default_value(0), "0: epochs x batches per epoch")            //
-        ("pct-start", po::value<double>()->default_value(0.3, "0.3"), "fraction of the steps going up")    //
-        ("div-factor", po::value<double>()->default_value(25.0), "initial rate = max-lr / div-factor")     //
-        ("final-div-factor", po::value<double>()->default_value(1e4, "10000"),
+        ("max-lr", torchfit::number<double>(torchfit::NumberRange::at_least(0, "(0: automatic)"))->default_value(0.0), "peak rate; 0: the optimizer's rate")          //
+        ("total-steps", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0, "(0: automatic)"))->default_value(0), "0: epochs x batches per epoch")            //
+        ("pct-start", torchfit::number<double>(torchfit::NumberRange::between(0, 1, true, true))->default_value(0.3, "0.3"), "fraction of the steps going up")    //
+        ("div-factor", torchfit::number<double>(torchfit::NumberRange::positive())->default_value(25.0), "initial rate = max-lr / div-factor")     //
+        ("final-div-factor", torchfit::number<double>(torchfit::NumberRange::positive())->default_value(1e4, "10000"),
          "final rate = initial rate / final-div-factor");
     return info;
   }
@@ -341,20 +335,19 @@ torchfit::PluginInfo describe() {
   info.options->add_options()                                                                                 //
       ("monitor", po::value<std::string>()->default_value("val_loss"), "logged value to watch")              //
       ("mode", po::value<std::string>()->default_value("auto"), "min, max, or auto (from the metric)")        //
-      ("factor", po::value<double>()->default_value(0.1, "0.1"), "multiplier when the value plateaus")       //
-      ("patience", po::value<int64_t>()->default_value(10), "epochs without improvement before lowering")    //
-      ("threshold", po::value<double>()->default_value(1e-4, "0.0001"), "smallest improvement that counts")  //
+      ("factor", torchfit::number<double>(torchfit::NumberRange::between(0, 1, true, true))->default_value(0.1, "0.1"), "multiplier when the value plateaus")       //
+      ("patience", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0))->default_value(10), "epochs without improvement before lowering")    //
+      ("threshold", torchfit::number<double>(torchfit::NumberRange::at_least(0))->default_value(1e-4, "0.0001"), "smallest improvement that counts")  //
       ("threshold-mode", po::value<std::string>()->default_value("rel"), "rel (relative to the best) or abs")  //
-      ("cooldown", po::value<int64_t>()->default_value(0), "epochs to wait after lowering before counting again")  //
-      ("min-lr", po::value<double>()->default_value(0.0), "the rate never goes below this");
+      ("cooldown", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0))->default_value(0), "epochs to wait after lowering before counting again")  //
+      ("min-lr", torchfit::number<double>(torchfit::NumberRange::at_least(0))->default_value(0.0), "the rate never goes below this");
   return info;
 }
 
 std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   const std::string name = TORCHFIT_SCHEDULER_NAME;
   if (name == "step_lr") {
-    return std::make_shared<StepLr>(per_step(o, "step_lr"), positive<int64_t>(o, name, "step-size"),
-                                    positive<double>(o, name, "gamma"));
+    return std::make_shared<StepLr>(per_step(o, "step_lr"), o["step-size"].as<int64_t>(), o["gamma"].as<double>());
   }
   if (name == "multistep_lr") {
     std::vector<int64_t> milestones;
@@ -369,38 +362,24 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
                           o["milestones"].as<std::string>() + "'");
       }
     }
-    return std::make_shared<MultiStepLr>(per_step(o, "multistep_lr"), milestones, positive<double>(o, name, "gamma"));
+    return std::make_shared<MultiStepLr>(per_step(o, "multistep_lr"), milestones, o["gamma"].as<double>());
   }
   if (name == "cosine_lr") {
     const auto warmup = o["warmup"].as<int64_t>();
     const auto start = o["warmup-start-factor"].as<double>();
-    if (warmup < 0) throw ConfigError("cosine_lr.warmup must be 0 or more, got " + std::to_string(warmup));
-    if (!(start > 0 && start <= 1)) {
-      throw ConfigError("cosine_lr.warmup-start-factor must be in (0, 1], got " + torchfit::format_value(start));
-    }
-    if (o["t-max"].as<int64_t>() < 0) throw ConfigError("cosine_lr.t-max must be 0 (the rest of the run) or positive");
     return std::make_shared<CosineLr>(per_step(o, "cosine_lr"), o["t-max"].as<int64_t>(), o["eta-min"].as<double>(),
                                       warmup, start);
   }
   if (name == "one_cycle_lr") {
     const auto pct = o["pct-start"].as<double>();
-    if (!(pct > 0 && pct < 1)) throw ConfigError("one_cycle_lr.pct-start must be between 0 and 1, got " + torchfit::format_value(pct));
-    if (o["total-steps"].as<int64_t>() < 0 || o["max-lr"].as<double>() < 0) {
-      throw ConfigError("one_cycle_lr.total-steps and max-lr must be 0 (automatic) or positive");
-    }
     return std::make_shared<OneCycleLr>(o["max-lr"].as<double>(), o["total-steps"].as<int64_t>(), pct,
-                                        positive<double>(o, name, "div-factor"),
-                                        positive<double>(o, name, "final-div-factor"));
+                                        o["div-factor"].as<double>(), o["final-div-factor"].as<double>());
   }
   ReduceLrOnPlateau::Settings s;
   s.monitor = o["monitor"].as<std::string>();
   s.mode = o["mode"].as<std::string>();
   s.factor = o["factor"].as<double>();
-  if (!(s.factor > 0 && s.factor < 1)) {
-    throw ConfigError("reduce_lr_on_plateau.factor must be between 0 and 1, got " + torchfit::format_value(s.factor));
-  }
   s.patience = o["patience"].as<int64_t>();
-  if (s.patience < 0) throw ConfigError("reduce_lr_on_plateau.patience must be 0 or more");
   s.threshold = o["threshold"].as<double>();
   const auto mode = o["threshold-mode"].as<std::string>();
   if (mode != "rel" && mode != "abs") {
@@ -408,7 +387,6 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   }
   s.relative = mode == "rel";
   s.cooldown = o["cooldown"].as<int64_t>();
-  if (s.cooldown < 0) throw ConfigError("reduce_lr_on_plateau.cooldown must be 0 or more");
   s.min_lr = o["min-lr"].as<double>();
   return std::make_shared<ReduceLrOnPlateau>(s);
 }

@@ -4,6 +4,7 @@
 #include <torchfit/io.hpp>
 #include <torchfit/log.hpp>
 #include <torchfit/monitor.hpp>
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 
 #include <algorithm>
@@ -204,7 +205,7 @@ torchfit::PluginInfo describe() {
       ("save-best-only", po::value<bool>()->default_value(true, "true"),
        "write the checkpoint only when the monitored value improves (else every considered epoch)")  //
       ("save-last", po::value<bool>()->default_value(false, "false"), "also write <ckpt-path>.last after every epoch")  //
-      ("every-n-epochs", po::value<int64_t>()->default_value(1), "consider saving every N epochs")        //
+      ("every-n-epochs", torchfit::number<int64_t>(torchfit::NumberRange::at_least(1))->default_value(1), "consider saving every N epochs")        //
       ("top-k", po::value<int64_t>()->default_value(1),
        "keep <ckpt-path>.epochNNN files for the k best epochs (1: only <ckpt-path>; -1: every epoch)");
   return info;
@@ -221,10 +222,6 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   s.top_k = o["top-k"].as<int64_t>();
   if (s.path.empty() || s.path.filename().empty()) {
     throw torchfit::ConfigError("model_checkpoint.ckpt-path must name a file, got '" + s.path.string() + "'");
-  }
-  if (s.every_n_epochs < 1) {
-    throw torchfit::ConfigError("model_checkpoint.every-n-epochs must be at least 1, got " +
-                                std::to_string(s.every_n_epochs));
   }
   if (s.top_k < 1 && s.top_k != -1) {
     throw torchfit::ConfigError("model_checkpoint.top-k must be at least 1, or -1 for all, got " +

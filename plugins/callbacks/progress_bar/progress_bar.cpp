@@ -1,5 +1,6 @@
 // progress_bar: a tqdm/Keras-style bar on a terminal, one plain line per epoch anywhere else.
 #include <torchfit/errors.hpp>
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 
 #include <unistd.h>
@@ -150,8 +151,8 @@ torchfit::PluginInfo describe() {
        "where to write: stderr, stdout, or a file (appended to)")  //
       ("style", po::value<std::string>()->default_value("auto"),
        "bar (redrawn in place), lines (one line per epoch), or auto (bar on a terminal, else lines)")  //
-      ("refresh-rate", po::value<double>()->default_value(10.0), "most redraws per second in bar style")  //
-      ("width", po::value<int>()->default_value(25), "bar width in characters");
+      ("refresh-rate", torchfit::number<double>(torchfit::NumberRange::positive())->default_value(10.0), "most redraws per second in bar style")  //
+      ("width", torchfit::number<int>(torchfit::NumberRange::between(1, 200))->default_value(25), "bar width in characters");
   return info;
 }
 
@@ -161,13 +162,7 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
     throw torchfit::ConfigError("progress_bar.style must be auto, bar or lines, got '" + style + "'");
   }
   const double rate = o["refresh-rate"].as<double>();
-  if (!(rate > 0)) {
-    throw torchfit::ConfigError("progress_bar.refresh-rate must be positive, got " + std::to_string(rate));
-  }
   const int width = o["width"].as<int>();
-  if (width < 1 || width > 200) {
-    throw torchfit::ConfigError("progress_bar.width must be between 1 and 200, got " + std::to_string(width));
-  }
   const auto stream = o["stream"].as<std::string>();
   FILE* out = stream == "stdout" ? stdout : stream == "stderr" ? stderr : std::fopen(stream.c_str(), "a");
   if (!out) {

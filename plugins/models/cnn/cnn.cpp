@@ -35,15 +35,6 @@ class Cnn final : public torchfit::ModelPlugin {
         height_(o["height"].as<int64_t>()),
         width_(o["width"].as<int64_t>()),
         classes_(o["classes"].as<int64_t>()) {
-    if (!(dropout_ >= 0 && dropout_ < 1)) {
-      throw torchfit::ConfigError("--cnn.dropout must be in [0, 1), got " + torchfit::format_value(dropout_));
-    }
-    if (hidden_ < 0) throw torchfit::ConfigError("--cnn.hidden must be 0 (none) or more, got " + std::to_string(hidden_));
-    for (const char* key : {"channels", "height", "width", "classes"}) {
-      if (o[key].as<int64_t>() < 0) {
-        throw torchfit::ConfigError(std::string("--cnn.") + key + " must be positive (or 0: from the data)");
-      }
-    }
   }
 
   torchfit::Net make_net() const override {
@@ -171,13 +162,13 @@ torchfit::PluginInfo describe() {
   info.options->add_options()  //
       ("widths", po::value<std::string>()->value_name("LIST")->default_value("32,64"),
        "output channels of each block (3x3 convolution, batch norm, ReLU, 2x2 max pooling)")  //
-      ("hidden", po::value<int64_t>()->value_name("N")->default_value(128), "width of the hidden layer (0: none)")  //
-      ("dropout", po::value<double>()->value_name("P")->default_value(0.2, "0.2"), "dropout before the dense layers")  //
+      ("hidden", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0, "(0: none)"))->value_name("N")->default_value(128), "width of the hidden layer (0: none)")  //
+      ("dropout", torchfit::number<double>(torchfit::NumberRange::between(0, 1, false, true))->value_name("P")->default_value(0.2, "0.2"), "dropout before the dense layers")  //
       ("batch-norm", po::value<bool>()->value_name("BOOL")->default_value(true), "batch norm after each convolution")  //
-      ("channels", po::value<int64_t>()->value_name("N")->default_value(0), "image channels (0: from the data)")  //
-      ("height", po::value<int64_t>()->value_name("N")->default_value(0), "image height (0: from the data)")  //
-      ("width", po::value<int64_t>()->value_name("N")->default_value(0), "image width (0: from the data)")  //
-      ("classes", po::value<int64_t>()->value_name("N")->default_value(0), "classes (0: from the data)");
+      ("channels", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0, "(0: from the data)"))->value_name("N")->default_value(0), "image channels (0: from the data)")  //
+      ("height", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0, "(0: from the data)"))->value_name("N")->default_value(0), "image height (0: from the data)")  //
+      ("width", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0, "(0: from the data)"))->value_name("N")->default_value(0), "image width (0: from the data)")  //
+      ("classes", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0, "(0: from the data)"))->value_name("N")->default_value(0), "classes (0: from the data)");
   return info;
 }
 

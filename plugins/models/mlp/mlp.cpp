@@ -213,11 +213,11 @@ torchfit::PluginInfo describe() {
       ("hidden", po::value<std::string>()->value_name("LIST")->default_value("64,32"),
        "hidden layer widths, comma-separated; 'none' or '' for a linear model")  //
       ("activation", po::value<std::string>()->default_value("relu"), "relu, tanh or gelu")  //
-      ("dropout", po::value<double>()->default_value(0.0, "0"), "dropout after each hidden layer (0: none)")  //
+      ("dropout", torchfit::number<double>(torchfit::NumberRange::between(0, 1, false, true))->default_value(0.0, "0"), "dropout after each hidden layer (0: none)")  //
       ("standardize", po::value<bool>()->default_value(false)->implicit_value(true),
        "standardize each feature with the training split's mean and std (kept in the checkpoint)")  //
-      ("inputs", po::value<int64_t>()->default_value(0), "input width (0: from the data; recorded by train)")  //
-      ("classes", po::value<int64_t>()->default_value(0),
+      ("inputs", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0, "(0: from the data)"))->default_value(0), "input width (0: from the data; recorded by train)")  //
+      ("classes", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0, "(0: from the data)"))->default_value(0),
        "classes of a multiclass task (0: largest label + 1 in the data; recorded by train)");
   return info;
 }
@@ -227,17 +227,13 @@ std::shared_ptr<torchfit::ModelPlugin> create(const torchfit::PluginOptions& opt
   const auto hidden_text = options["hidden"].as<std::string>();
   const auto hidden = hidden_text == "none" ? std::vector<int64_t>{} : parse_hidden(hidden_text);
   const auto dropout = options["dropout"].as<double>();
-  if (!(dropout >= 0 && dropout < 1)) {
-    throw torchfit::ConfigError("--dropout must be in [0, 1), got " + torchfit::format_value(dropout));
-  }
   const auto activation = options["activation"].as<std::string>();
   if (activation != "relu" && activation != "tanh" && activation != "gelu") {
     throw torchfit::ConfigError("--activation must be relu, tanh or gelu, got '" + activation + "'");
   }
   const auto inputs = options["inputs"].as<int64_t>();
   const auto classes = options["classes"].as<int64_t>();
-  if (inputs < 0) throw torchfit::ConfigError("--mlp.inputs must be 0 (from the data) or positive");
-  if (classes < 0 || classes == 1) {
+  if (classes == 1) {
     throw torchfit::ConfigError("--mlp.classes must be 0 (from the data) or at least 2, got " + std::to_string(classes));
   }
   return std::make_shared<Mlp>(task, hidden, dropout, activation, options["standardize"].as<bool>(), inputs, classes);
