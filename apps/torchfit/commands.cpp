@@ -58,6 +58,24 @@ int64_t parse_workers(const std::string& value, const Dataset& data, const Loade
 
 using Purpose = DataRequest::Purpose;
 
+// Writes the run's settings (FILE.ini) once fit() has checked the run (the monitored keys, the
+// preflight) and is about to train: a run refused before that leaves the files an earlier run
+// wrote on the same path as they were.
+class SettingsFile final : public Callback {
+ public:
+  SettingsFile(fs::path path, std::string settings) : path_(std::move(path)), settings_(std::move(settings)) {
+    set_name("settings_file");
+  }
+  void on_fit_begin(Context&) override {
+    atomic_write_text(path_, [&](std::ostream& out) { out << settings_; });
+  }
+  bool rank_zero_only() const override { return true; }
+
+ private:
+  fs::path path_;
+  std::string settings_;
+};
+
 // The model, its net and data, and the metrics: what every command but plugins needs.
 struct Setup {
   std::string name;
@@ -350,7 +368,7 @@ int run_train(Invocation& inv) {
   auto train_options =
       LoaderOptions(s.batch_size).shuffle(true).seed(s.seed).pin_memory(pin).transforms(s.train_transforms);
   const int64_t workers = parse_workers(inv.options["workers"].as<std::string>(), *s.train, train_options);
-  if (rank0) atomic_write_text(config_path, [&](std::ostream& out) { out << settings; });
+  callbacks.insert(callbacks.begin(), std::make_shared<SettingsFile>(config_path, settings));
   install_stop_signal_handlers();
 
   Trainer trainer(s.net, s.model->make_loss(), s.metrics, optimizer);

@@ -9,6 +9,11 @@ class LossRatio final : public torchfit::Callback {
  public:
   explicit LossRatio(double warn_above) : warn_above_(warn_above) {}
 
+  // What it reads and adds: fit() checks before epoch 1 that both values will be logged
+  // (a run without validation data is refused at once), and others may monitor loss_ratio.
+  std::vector<std::string> monitored_keys() const override { return {"val_loss", "train_loss"}; }
+  std::vector<std::string> logged_keys(const torchfit::Context&) const override { return {"loss_ratio"}; }
+
   void on_validation_end(torchfit::Context& ctx) override {
     const double ratio = ctx.logs.at("val_loss") / ctx.logs.at("train_loss");
     ctx.logs.set("loss_ratio", ratio);  // becomes a history column

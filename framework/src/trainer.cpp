@@ -11,6 +11,7 @@
 #include "torchfit/device.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/log.hpp"
+#include "torchfit/registry.hpp"  // closest_name
 #include "torchfit/signals.hpp"
 #include "trainer_state.hpp"
 
@@ -590,6 +591,43 @@ void Trainer::preflight(Context& ctx, FitRun& run) {
                             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
 }
 
+void Trainer::check_monitored_keys(const Context& ctx, const FitRun& run) const {
+  // What an epoch of the default step logs: a custom step's own values are known only once it ran.
+  if (step_) return;
+  std::vector<std::string> logged{"epoch"};
+  for (const char* prefix : {"train_", "val_"}) {
+    if (std::string(prefix) == "val_" && !run.has_val) break;
+    logged.push_back(prefix + std::string("loss"));
+    if (per_output_) {
+      for (const auto& l : losses_) logged.push_back(prefix + l.output + "_loss");
+    }
+    for (const auto& [name, metric] : metrics_) logged.push_back(prefix + name);
+  }
+  for (const auto& cb : ctx.options_->callbacks()) {
+    for (auto& key : cb->logged_keys(ctx)) logged.push_back(std::move(key));
+  }
+  logged.push_back("time");
+  for (const auto& cb : run.callbacks) {
+    for (const auto& key : cb->monitored_keys()) {
+      if (std::find(logged.begin(), logged.end(), key) != logged.end()) continue;
+      std::string message = "callback '" + cb->name() + "' monitors '" + key + "', which no epoch of this fit logs";
+      if (key.rfind("val_", 0) == 0 && !run.has_val) message += " (there is no validation data)";
+      std::string close = closest_name(key, logged);
+      for (size_t i = 0; i < logged.size() && close.empty(); ++i) {
+        // Keras' val_accuracy for val_acc: one name starts with the other.
+        const auto& a = key.size() < logged[i].size() ? key : logged[i];
+        const auto& b = key.size() < logged[i].size() ? logged[i] : key;
+        if (a.size() >= 5 && b.compare(0, a.size(), a) == 0) close = logged[i];
+      }
+      if (!close.empty()) message += " (did you mean '" + close + "'?)";
+      message += ". The logged values are:";
+      for (size_t i = 0; i < logged.size(); ++i) message += (i ? ", " : " ") + logged[i];
+      message += " (a callback that logs a value itself names it in logged_keys())";
+      throw ConfigError(message);
+    }
+  }
+}
+
 void Trainer::check_stop_signal(Context& ctx) {
   if (const int signal = stop_signal(); signal != 0 && interrupted_by_ == 0) {
     interrupted_by_ = signal;
@@ -884,9 +922,10 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
   ctx.epochs = options.epochs();
   ctx.rank = run.rank;
   ctx.world_size = run.world;
-  logger("trainer")->info("<<<<<< {} is used >>>>>>", device_.is_cuda() ? "cuda" : device_.str());
 
   guarded(callbacks, ctx, [&] {
+    check_monitored_keys(ctx, run);
+    logger("trainer")->info("<<<<<< {} is used >>>>>>", device_.is_cuda() ? "cuda" : device_.str());
     compat::zero_grad(*optimizer_);
     if (options.preflight() && !resume && !step_) preflight(ctx, run);
     int64_t first_epoch = 1;

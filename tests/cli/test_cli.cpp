@@ -364,6 +364,12 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       {"train --model dnn_binary --val-split 1.5", "--val-split must be between 0 and 1"},
       {"train --model dnn_binary --val-split nan", "--val-split must be between 0 and 1"},
       {"train --model dnn_binary --val-split 0.3", "--val-split does not apply: model dnn_binary's own data"},
+      // A monitor that no epoch logs is refused before epoch 1, listing the keys that are.
+      {"train --model dnn_binary --monitor val_accuracy",
+       "callback 'early_stopping' monitors 'val_accuracy', which no epoch of this fit logs (did you mean 'val_acc'?). "
+       "The logged values are: epoch, train_loss, train_acc, val_loss, val_acc, lr, time"},
+      {"train --model dnn_binary --callbacks reduce_lr_on_plateau --reduce_lr_on_plateau.monitor lr",
+       "callback 'reduce_lr_on_plateau' monitors 'lr', which no epoch of this fit logs"},
       // A broken plugin asked for is refused by name and file.
       {"train --model dnn_binary --callbacks exploding_describe" + kBrokenPlugins,
        "exploding_describe.so) failed to describe itself: describe() exploded"},
@@ -382,10 +388,6 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
 
 BOOST_AUTO_TEST_CASE(runtime_errors_exit_1_and_keep_what_was_saved) {
   test::TempDir dir;
-  // A monitor that is never logged: the error lists the keys that are.
-  auto m = run_torchfit("train --model dnn_binary --epochs 3 --monitor val_accuracy", dir.path);
-  BOOST_TEST(m.rc == 1);
-  BOOST_TEST(has(m.err, "no value named 'val_accuracy' was logged; the logged values are: epoch, train_loss, train_acc, lr, val_loss, val_acc"));
   // A plugin that throws in epoch 2: epoch 1's checkpoint and history row survive, loadable.
   test::TempDir run;
   auto t = run_torchfit("train --model dnn_binary --epochs 5 --callbacks model_checkpoint,throwing" + kTestPlugins, run.path);
@@ -406,6 +408,26 @@ BOOST_AUTO_TEST_CASE(runtime_errors_exit_1_and_keep_what_was_saved) {
                         factory.path);
   BOOST_TEST(f.rc == 1);
   BOOST_TEST(has(f.err, "callback plugin 'throwing' could not be created: cannot open /dev/nothing-here"));
+}
+
+BOOST_AUTO_TEST_CASE(a_refused_run_leaves_an_earlier_runs_files_as_they_were) {
+  // The settings file is written once the run has passed its checks: one refused before epoch 1
+  // on the same checkpoint path does not pair the earlier checkpoint with its own settings.
+  test::TempDir dir;
+  BOOST_REQUIRE(run_torchfit("train --model dnn_binary --dnn_binary.per-ring 100 --epochs 2 -q", dir.path).rc == 0);
+  const auto before = files_in(dir.path);
+  const auto settings = test::read_file(dir / "checkpoint.ini");
+  auto r = run_torchfit("train --model dnn_binary --dnn_binary.per-ring 100 --epochs 3 --lr 0.5 --monitor val_auc",
+                        dir.path);
+  BOOST_TEST(r.rc == 2);
+  BOOST_TEST(has(r.err, "monitors 'val_auc', which no epoch of this fit logs"));
+  BOOST_TEST(test::read_file(dir / "checkpoint.ini") == settings);
+  BOOST_TEST(files_in(dir.path) == before);
+  // Monitoring a value a callback logs (lr_monitor's lr) passes the check.
+  auto lr = run_torchfit("train --model dnn_binary --dnn_binary.per-ring 100 --epochs 2 -q "
+                         "--callbacks reduce_lr_on_plateau,lr_monitor --reduce_lr_on_plateau.monitor lr",
+                         dir.path);
+  BOOST_TEST(lr.rc == 0, lr.err);
 }
 
 BOOST_AUTO_TEST_CASE(a_diverged_run_fails_with_its_reason) {

@@ -19,12 +19,19 @@ BOOST_GLOBAL_FIXTURE(CaptureLogs);
 
 using test::make_callback;
 
+// Counts the training batches it sees.
+struct Counter : tf::Callback {
+  int train_batches = 0;
+  void on_train_batch_end(tf::Context&) override { ++train_batches; }
+};
+
 // Logs a scripted "score" each epoch and keeps a copy of the weights after each epoch.
 struct Script : tf::Callback {
   std::vector<double> scores;
   std::vector<std::vector<std::pair<std::string, torch::Tensor>>> weights;
   explicit Script(std::vector<double> s) : scores(std::move(s)) {}
   void on_train_epoch_end(tf::Context& ctx) override { ctx.logs.set("score", scores.at(ctx.epoch - 1)); }
+  std::vector<std::string> logged_keys(const tf::Context&) const override { return {"score"}; }
   void on_epoch_end(tf::Context& ctx) override { weights.push_back(tf::snapshot_weights(ctx.net())); }
 };
 
@@ -157,13 +164,26 @@ BOOST_AUTO_TEST_CASE(restores_the_exact_best_weights) {
 }
 
 BOOST_AUTO_TEST_CASE(missing_monitor_lists_the_keys_there_are) {
+  // Refused before epoch 1: no batch trained, the keys that will be logged listed.
+  auto seen = std::make_shared<Counter>();
   try {
-    fit({1, 2}, {make_callback("early_stopping", {"--monitor=val_acc"})});
+    fit({1, 2}, {make_callback("early_stopping", {"--monitor=scor"}), seen});
     BOOST_FAIL("expected an error");
-  } catch (const tf::CallbackError& e) {
+  } catch (const tf::ConfigError& e) {
     const std::string msg = e.what();
-    BOOST_TEST(msg.find("no value named 'val_acc' was logged; the logged values are: epoch, train_loss, score") !=
-               std::string::npos);
+    BOOST_TEST(msg.find("callback 'early_stopping' monitors 'scor', which no epoch of this fit logs (did you mean "
+                        "'score'?). The logged values are: epoch, train_loss, score, time") != std::string::npos, msg);
+  }
+  BOOST_TEST(seen->train_batches == 0);
+  // A key only a callback logs, undeclared: refused, and the message says how to declare it.
+  struct Undeclared : tf::Callback {
+    void on_train_epoch_end(tf::Context& ctx) override { ctx.logs.set("quality", 1.0); }
+  };
+  try {
+    fit({1, 2}, {std::make_shared<Undeclared>(), make_callback("early_stopping", {"--monitor=quality"})});
+    BOOST_FAIL("expected an error");
+  } catch (const tf::ConfigError& e) {
+    BOOST_TEST(std::string(e.what()).find("names it in logged_keys()") != std::string::npos);
   }
 }
 

@@ -124,6 +124,7 @@ BOOST_AUTO_TEST_CASE(reduce_lr_on_plateau_matches_python) {
   struct Script : tf::Callback {
     std::vector<double> values{1.0, 0.9, 0.9, 0.9, 0.9, 0.5, 0.5, 0.5, 0.5, 0.5};
     void on_epoch_end(tf::Context& ctx) override { ctx.logs.set("score", values.at(ctx.epoch - 1)); }
+    std::vector<std::string> logged_keys(const tf::Context&) const override { return {"score"}; }
   };
   const auto f = fit_with("reduce_lr_on_plateau",
                           {"--monitor=score", "--mode=min", "--factor=0.5", "--patience=2", "--cooldown=1"}, 10,

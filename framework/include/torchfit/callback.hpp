@@ -168,6 +168,15 @@ class TORCHFIT_EXPORT Callback {
   virtual void state_dict(torch::serialize::OutputArchive& archive) const {}
   virtual void load_state_dict(torch::serialize::InputArchive& archive) {}
 
+  /// The logged values this callback reads (its monitor: val_loss, val_acc, ...). Before epoch 1
+  /// fit() checks that an epoch will log each one, so a mistyped key fails at once, with the keys
+  /// that will be logged (not at the end of epoch 1). A callback that tolerates a missing key
+  /// (it skips the epoch) leaves it out.
+  virtual std::vector<std::string> monitored_keys() const { return {}; }
+  /// The values this callback adds to the epoch's logs itself (lr_monitor's lr, lr_1, ...), so
+  /// that other callbacks may monitor them. `ctx` gives the optimizer and the world size.
+  virtual std::vector<std::string> logged_keys(const Context& ctx) const { return {}; }
+
   /// Data-parallel training: true for a callback that only reports or writes files (progress,
   /// checkpoints, logs, plots), which then runs on rank 0 alone. Callbacks that change the
   /// training (LR schedules, early stopping, the NaN guard) keep the default and run on every

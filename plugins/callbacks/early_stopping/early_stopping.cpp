@@ -42,6 +42,8 @@ class EarlyStopping final : public torchfit::Callback {
     resolved_ = false;
   }
 
+  std::vector<std::string> monitored_keys() const override { return {s_.monitor}; }
+
   void on_epoch_end(torchfit::Context& ctx) override {
     const double current = monitor_.current(ctx);  // throws, listing the logged keys, when missing
     if (s_.check_finite) check_finite(ctx, current);

@@ -17,6 +17,14 @@ class LrMonitor final : public torchfit::Callback {
 
   void on_fit_begin(torchfit::Context& ctx) override { last_ = torchfit::learning_rates(ctx.optimizer()); }
 
+  // lr_1, lr_2, ... appear only in epochs whose groups' rates differ.
+  std::vector<std::string> logged_keys(const torchfit::Context& ctx) const override {
+    std::vector<std::string> keys{"lr"};
+    const size_t groups = torchfit::learning_rates(ctx.optimizer()).size();
+    for (size_t g = 1; g < groups; ++g) keys.push_back("lr_" + std::to_string(g));
+    return keys;
+  }
+
   void on_train_batch_end(torchfit::Context& ctx) override {
     if (per_step_) report(ctx, "step " + std::to_string(ctx.global_step));
   }

@@ -203,6 +203,8 @@ class ReduceLrOnPlateau final : public torchfit::Callback {
   explicit ReduceLrOnPlateau(Settings s)
       : s_(std::move(s)), monitor_(s_.monitor, torchfit::parse_monitor_mode(s_.mode, "reduce_lr_on_plateau.mode")) {}
 
+  std::vector<std::string> monitored_keys() const override { return {s_.monitor}; }
+
   void on_fit_begin(Context&) override {
     has_best_ = false;
     bad_epochs_ = cooldown_counter_ = 0;

@@ -94,6 +94,8 @@ class ModelCheckpoint final : public torchfit::Callback {
     bool write;  // else delete
   };
 
+  std::vector<std::string> monitored_keys() const override { return {s_.monitor}; }
+
   void finish() {
     if (pending_.valid()) pending_.get();
   }

@@ -37,6 +37,11 @@ class NanGuard final : public torchfit::Callback {
  public:
   explicit NanGuard(Settings s) : s_(s) {}
 
+  std::vector<std::string> logged_keys(const torchfit::Context&) const override {
+    if (s_.policy == Policy::SkipBatch) return {"skipped_batches"};
+    return {};
+  }
+
   void on_fit_begin(torchfit::Context& ctx) override {
     skipped_total_ = skipped_epoch_ = rollbacks_ = skipped_in_a_row_ = 0;
     if (s_.policy == Policy::Rollback && ctx.world_size > 1) {
