@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The hardened build, in ./build-hardened: clang with AddressSanitizer and UndefinedBehavior-
 # Sanitizer (any report fails), the "unit" tests run under them, then each libFuzzer harness
-# (config file, CSV input, state file) runs for FUZZ_SECONDS (default 60) from its seed corpus.
+# (config file, CSV input, state file, IDX images, weight files) runs for FUZZ_SECONDS (default 60) from its seed corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -12,7 +12,7 @@ if [ ! -f "$build_dir/CMakeCache.txt" ]; then
     -DTORCHFIT_SANITIZE=address,undefined -DTORCHFIT_FUZZ=ON -DTORCHFIT_BUILD_EXAMPLES=OFF
 fi
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
-cmake --build "$build_dir" -j "${TORCHFIT_JOBS:-2}" --target unit_tests fuzz_config fuzz_csv fuzz_state fuzz_idx
+cmake --build "$build_dir" -j "${TORCHFIT_JOBS:-2}" --target unit_tests fuzz_config fuzz_csv fuzz_state fuzz_idx fuzz_weights
 
 # LibTorch is not built with the sanitizers; its own one-time allocations are not ours to report.
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
@@ -22,7 +22,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Each fuzzer works on a copy of its corpus, so new inputs it finds do not touch the repository.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for target in config csv state idx; do
+for target in config csv state idx weights; do
   mkdir -p "$work/$target"
   cp tests/fuzz/corpus/$target/* "$work/$target/"
   echo "fuzz_$target: ${fuzz_seconds}s"

@@ -6,7 +6,8 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-pthread
   libboost-program-options-dev libboost-filesystem-dev libboost-test-dev
-  libspdlog-dev libfmt-dev libgloo-dev zlib1g-dev
+  libspdlog-dev libfmt-dev libgloo-dev zlib1g-dev nlohmann-json3-dev
+  python3-torch
   dataset-fashion-mnist
   clang libclang-rt-14-dev llvm
 )

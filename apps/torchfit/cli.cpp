@@ -150,7 +150,21 @@ po::options_description command_options(const std::string& command) {
         ("no-preflight", po::value<bool>()->value_name("BOOL")->default_value(false)->implicit_value(true),
          "skip the check before epoch 1: one batch through training and validation and a state save, undone "
          "after (it finds in a second what would fail after a whole epoch; docs/reliability.md)")  //
+        ("init-weights", po::value<std::string>()->value_name("FILE"),
+         "start from these weights instead of random ones: a torchfit checkpoint, a LibTorch archive, a PyTorch "
+         "state_dict (torch.save) or safetensors; tensors are matched by name (docs/deploy.md)")  //
+        ("init-weights-strict", po::value<bool>()->value_name("BOOL")->default_value(false)->implicit_value(true),
+         "refuse --init-weights unless its names are exactly the net's")  //
         ("quiet,q", po::bool_switch(), "no progress display or messages; only the final table");
+  } else if (command == "export") {
+    add_model_options(d, false);
+    d.add_options()  //
+        ("ckpt-path", po::value<std::string>()->value_name("FILE")->default_value("checkpoint"),
+         "weights to export (FILE.ini, written by train, supplies the run's settings)")  //
+        ("output", po::value<std::string>()->value_name("FILE"), "where to write them")  //
+        ("format", po::value<std::string>()->value_name("F"),
+         "libtorch (torch::load in any LibTorch program), state_dict (torch.load in Python) or safetensors; "
+         "default: safetensors for a FILE ending in .safetensors");
   } else if (command == "evaluate") {
     add_model_options(d, false);
     d.add_options()  //
@@ -360,6 +374,7 @@ const std::vector<std::pair<std::string, std::string>>& commands() {
       {"evaluate", "load weights and print the validation loss and metrics"},
       {"predict", "load weights and write one prediction row per sample of a dataset or CSV file"},
       {"summary", "print a model's layer table (output shapes, parameter counts, sizes)"},
+      {"export", "write a checkpoint's weights for LibTorch, PyTorch or safetensors (docs/deploy.md)"},
       {"plugins", "list every plugin found, with kind, version, description and file"},
   };
   return list;
@@ -415,7 +430,7 @@ Invocation parse(int argc, char** argv) {
     for (const auto& [name, text] : commands()) names.push_back(name);
     const auto guess = closest_name(inv.command, names);
     throw ConfigError("unknown command '" + inv.command + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
-                      " Commands: train, evaluate, predict, summary, plugins");
+                      " Commands: train, evaluate, predict, summary, export, plugins");
   }
   std::vector<std::string> args(argv + 2, argv + argc);
   // "--resume PATH" reads as "--resume=PATH" (train takes no positional arguments).
@@ -451,7 +466,8 @@ Invocation parse(int argc, char** argv) {
     // A resume repeats the run's own settings, kept in its state file.
     std::istringstream saved(inv.resume_info.config);
     inv.config = parse_config(saved, inv.resume_state + " (the run's settings)");
-  } else if ((inv.command == "evaluate" || inv.command == "predict") && first.count("ckpt-path")) {
+  } else if ((inv.command == "evaluate" || inv.command == "predict" || inv.command == "export") &&
+             first.count("ckpt-path")) {
     const auto beside = first["ckpt-path"].as<std::string>() + ".ini";
     if (std::ifstream(beside).good()) inv.config_file = beside;
   }

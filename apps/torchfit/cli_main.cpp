@@ -113,6 +113,7 @@ extern "C" __attribute__((visibility("default"))) int torchfit_cli_main(int argc
     if (inv.command == "evaluate") return cli::run_evaluate(inv);
     if (inv.command == "predict") return cli::run_predict(inv);
     if (inv.command == "summary") return cli::run_summary(inv);
+    if (inv.command == "export") return cli::run_export(inv);
     return cli::run_plugins(inv, cli::plain_listing_folders(argc, argv).has_value());
   } catch (const CallbackError& e) {
     return fail(1, e.what());

@@ -331,6 +331,12 @@ int run_train(Invocation& inv) {
   const auto defaults = s.model->default_optimizer();
   const auto optimizer_name = inv.options.count("optimizer") ? inv.options["optimizer"].as<std::string>() : defaults.name;
   const double lr = inv.options.count("lr") ? inv.options["lr"].as<double>() : defaults.lr;
+  if (inv.has("init-weights") && !resuming) {
+    // A resumed run's weights come from its state.
+    const fs::path file = inv.options["init-weights"].as<std::string>();
+    const auto report = init_weights(s.net, file, inv.options["init-weights-strict"].as<bool>());
+    logger("runner")->info("--init-weights {}: {}", file.string(), report.to_string());
+  }
   auto optimizer = make_optimizer(optimizer_name, s.net.parameters(), lr, momentum, weight_decay);
 
   Callbacks callbacks;
@@ -539,6 +545,33 @@ int run_predict(Invocation& inv) {
   std::cout << "wrote " << predictions.values.size(0) << " predictions (" ;
   for (size_t i = 0; i < predictions.columns.size(); ++i) std::cout << (i ? ", " : "") << predictions.columns[i];
   std::cout << ") to " << output.string() << "\n";
+  return 0;
+}
+
+int run_export(Invocation& inv) {
+  const fs::path output = required(inv, "output", "FILE (where to write the weights)");
+  WeightsFormat format = WeightsFormat::SafeTensors;
+  if (inv.has("format")) {
+    format = parse_weights_format(inv.options["format"].as<std::string>(), "--format");
+    if (format == WeightsFormat::Torchfit) {
+      throw ConfigError("--format torchfit is what the checkpoint already is; give libtorch, state_dict or safetensors");
+    }
+  } else if (output.extension() != ".safetensors") {
+    throw ConfigError("'torchfit export' needs --format libtorch, state_dict or safetensors (only a FILE ending in "
+                      ".safetensors says it alone)");
+  }
+  check_writable_parent(output, "output file");
+  const std::string name = required(inv, "model", "NAME");
+  const auto& entry = inv.registry->find(name, PluginKind::Model);
+  const auto model = inv.registry->make_model(name, inv.plugin_options(entry));
+  Net net = model->make_net();
+  const fs::path ckpt = inv.options["ckpt-path"].as<std::string>();
+  const auto info = load_weights(net, ckpt, name);
+  const std::string epoch = info.logs.get("epoch") ? format_value(*info.logs.get("epoch")) : std::string("?");
+  export_weights(net, output, format, {{"format", "pt"}, {"torchfit_model", name}, {"torchfit_epoch", epoch}});
+  const auto tensors = named_tensors(net);
+  std::cout << "wrote " << output.string() << " (" << format_name(format) << "): the " << tensors.size()
+            << " tensors of model " << name << ", the weights of epoch " << epoch << " in " << ckpt.string() << "\n";
   return 0;
 }
 

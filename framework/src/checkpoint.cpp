@@ -235,15 +235,10 @@ CheckpointInfo read_checkpoint_info(const fs::path& path) {
   return read_info(archive, path);
 }
 
-CheckpointInfo load_weights(Net& net, const fs::path& path, const std::string& model_name) {
+std::map<std::string, torch::Tensor> read_checkpoint_weights(const fs::path& path, CheckpointInfo* info_out) {
   uint32_t format = 0;
   auto archive = open_archive(path, format);
   auto info = read_info(archive, path);
-  const std::string& model = model_name.empty() ? net.name() : model_name;
-  if (!model.empty() && !info.model.empty() && info.model != model) {
-    throw CheckpointError("checkpoint '" + path.string() + "' was written for model '" + info.model +
-                          "', not '" + model + "'; use --model " + info.model + " or another checkpoint");
-  }
   c10::IValue names_value;
   if (!archive.try_read("names", names_value) || !names_value.isList()) {
     throw CheckpointError("checkpoint '" + path.string() + "' holds no weights (damaged?)");
@@ -257,7 +252,18 @@ CheckpointInfo load_weights(Net& net, const fs::path& path, const std::string& m
     }
     stored.emplace(names.get(i).toStringRef(), t);
   }
+  if (info_out) *info_out = std::move(info);
+  return stored;
+}
 
+CheckpointInfo load_weights(Net& net, const fs::path& path, const std::string& model_name) {
+  CheckpointInfo info;
+  const auto stored = read_checkpoint_weights(path, &info);
+  const std::string& model = model_name.empty() ? net.name() : model_name;
+  if (!model.empty() && !info.model.empty() && info.model != model) {
+    throw CheckpointError("checkpoint '" + path.string() + "' was written for model '" + info.model +
+                          "', not '" + model + "'; use --model " + info.model + " or another checkpoint");
+  }
   assign_weights(net, stored, "checkpoint '" + path.string() + "'" +
                                 (info.model.empty() ? std::string() : " (model '" + info.model + "')"));
   return info;

@@ -56,6 +56,9 @@ TORCHFIT_EXPORT CheckpointInfo load_weights(Net& net, const std::filesystem::pat
 /// ("checkpoint 'x.pt'") in front, before anything is copied.
 TORCHFIT_EXPORT void assign_weights(Net& net, const std::map<std::string, torch::Tensor>& stored,
                                     const std::string& source);
+/// A checkpoint's tensors by name, without a net; `info` receives what it says about itself.
+TORCHFIT_EXPORT std::map<std::string, torch::Tensor> read_checkpoint_weights(const std::filesystem::path& path,
+                                                                            CheckpointInfo* info = nullptr);
 /// Reads only what a checkpoint says about itself.
 TORCHFIT_EXPORT CheckpointInfo read_checkpoint_info(const std::filesystem::path& path);
 

@@ -1,0 +1,176 @@
+// The bridge to Python and plain LibTorch: torchfit export read by Python's torch.load and by a
+// program linking LibTorch alone; weights saved by Python start a torchfit run; bad weight files
+// are refused with one line and run nothing. Python's side is tests/cli/bridge.py, run with
+// Debian's python3-torch (/usr/bin/python3).
+#define BOOST_TEST_MODULE bridge
+#include <boost/test/unit_test.hpp>
+
+#include <cstdlib>
+#include <fstream>
+
+#include <torchfit/weights.hpp>
+
+#include "run.hpp"
+
+namespace fs = std::filesystem;
+namespace tf = torchfit;
+
+namespace {
+
+using test::has;
+using test::run_torchfit;
+
+// Runs bridge.py; its output and exit code.
+test::Result python(const std::string& args, const fs::path& dir) {
+  const std::string script = TORCHFIT_SOURCE_DIR "/tests/cli/bridge.py";
+  const auto out = dir / ".py-out";
+  const std::string cmd = "/usr/bin/python3 '" + script + "' " + args + " >'" + out.string() + "' 2>&1";
+  const int status = std::system(cmd.c_str());
+  test::Result r{test::exit_code(status), test::read_file(out), ""};
+  fs::remove(out);
+  BOOST_TEST_MESSAGE("bridge.py " << args << " -> " << r.rc << "\n" << r.out);
+  return r;
+}
+
+// Every test needs Debian's python3-torch: without it they fail, saying so.
+struct PythonTorch {
+  PythonTorch() {
+    BOOST_REQUIRE_MESSAGE(std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0,
+                          "these tests need Debian's python3-torch (scripts/install-deps.sh installs it)");
+  }
+};
+
+const std::string kTrain = "train --model dnn_binary --dnn_binary.per-ring 200 -q ";
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(exports_and_pythons_weights_cross_both_ways, PythonTorch) {
+  test::TempDir dir;
+  BOOST_REQUIRE(python("write '" + dir.path.string() + "'", dir.path).rc == 0);
+  BOOST_REQUIRE(run_torchfit(kTrain + "--epochs 4", dir.path).rc == 0);
+  for (const char* format : {"libtorch", "state_dict", "safetensors"}) {
+    auto e = run_torchfit(std::string("export --format ") + format + " --output w." + format, dir.path);
+    BOOST_TEST(e.rc == 0, e.err);
+    BOOST_TEST(has(e.out, std::string("wrote w.") + format + " (" + format + "): the 6 tensors of model dnn_binary"));
+  }
+  // The format from the file's name, when it says it.
+  BOOST_TEST(run_torchfit("export --output again.safetensors", dir.path).rc == 0);
+  BOOST_TEST(test::read_file(dir / "again.safetensors") == test::read_file(dir / "w.safetensors"));
+  BOOST_TEST(run_torchfit("predict --data in.csv --output p.csv", dir.path).rc == 0);
+  // A program that links LibTorch alone loads the libtorch export and predicts.
+  std::string pairs;
+  {
+    std::ifstream in(dir / "in.csv");
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) pairs += " " + line.replace(line.find(','), 1, " ");
+  }
+  const int plain = std::system(("'" TORCHFIT_LOAD_EXPORTED "' '" + (dir / "w.libtorch").string() + "'" + pairs +
+                                 " > '" + (dir / "le.txt").string() + "'")
+                                    .c_str());
+  BOOST_TEST(plain == 0);
+  // Weights Python saved (an OrderedDict) start a run; lr ~0 leaves them as they were.
+  test::TempDir from;
+  for (const char* f : {"py_od.pt", "py_plain.pt", "py_nested.pt", "in.csv"}) fs::copy(dir / f, from / f);
+  auto start = run_torchfit(kTrain + "--epochs 1 --callbacks model_checkpoint --optimizer sgd --momentum 0 --lr 1e-30 "
+                                     "--init-weights py_od.pt --log-level info",
+                            from.path);
+  BOOST_TEST(start.rc == 0, start.err);
+  BOOST_TEST(has(start.err + start.out, "--init-weights py_od.pt: loaded 6 of the net's 6 tensors"));
+  BOOST_TEST(run_torchfit("export --format state_dict --output init.state_dict", from.path).rc == 0);
+  fs::copy(from / "init.state_dict", dir / "init.state_dict");
+  auto check = python("check '" + dir.path.string() + "'", dir.path);
+  BOOST_TEST(check.rc == 0, check.out);
+  BOOST_TEST(has(check.out, "ok"));
+  // A plain dict, a dict that holds the state_dict (a training script's checkpoint), the exports.
+  // A TorchScript module (torch.jit.script(net).save) gives its parameters too.
+  for (const char* f : {"py_plain.pt", "py_nested.pt", "scripted.pt", "w.safetensors", "w.libtorch", "w.state_dict"}) {
+    if (!fs::exists(from / f)) fs::copy(dir / f, from / f);
+    auto r = run_torchfit(kTrain + "--epochs 1 --callbacks none --ckpt-path c --history h.csv --log-level info "
+                                   "--init-weights-strict --init-weights " + f,
+                          from.path);
+    BOOST_TEST(r.rc == 0, f << ": " << r.err);
+    BOOST_TEST(has(r.err + r.out, "loaded 6 of the net's 6 tensors"), f);
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(every_type_round_trips_through_safetensors_and_state_dict_files, PythonTorch) {
+  test::TempDir dir;
+  tf::NamedTensors tensors;
+  const std::vector<std::pair<std::string, torch::ScalarType>> types = {
+      {"f64", torch::kDouble}, {"f32", torch::kFloat}, {"f16", torch::kHalf}, {"bf16", torch::kBFloat16},
+      {"i64", torch::kLong},   {"i32", torch::kInt},   {"i16", torch::kShort}, {"i8", torch::kChar},
+      {"u8", torch::kByte},    {"bool", torch::kBool}};
+  for (const auto& [name, type] : types) tensors[name] = torch::arange(6).reshape({2, 3}).to(type);
+  tensors["transposed"] = torch::arange(6, torch::kFloat).reshape({2, 3}).t();  // not contiguous
+  tf::save_safetensors(tensors, dir / "all.safetensors", {{"note", "types"}});
+  tf::save_state_dict(tensors, dir / "all.pt");
+  auto r = python("dtypes '" + (dir / "all.safetensors").string() + "' '" + (dir / "all.pt").string() + "'", dir.path);
+  BOOST_TEST(r.rc == 0, r.out);
+  // torchfit's own readers give them back, exactly.
+  for (const auto& read : {tf::read_safetensors(dir / "all.safetensors"), tf::read_state_dict(dir / "all.pt"),
+                           tf::read_weights(dir / "all.safetensors"), tf::read_weights(dir / "all.pt")}) {
+    BOOST_REQUIRE_EQUAL(read.size(), tensors.size());
+    for (const auto& [name, t] : tensors) {
+      BOOST_TEST(read.at(name).scalar_type() == t.scalar_type(), name);
+      BOOST_TEST(torch::equal(read.at(name), t), name);
+    }
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(bad_weight_files_get_one_line_and_run_nothing, PythonTorch) {
+  test::TempDir dir;
+  BOOST_REQUIRE(python("write '" + dir.path.string() + "'", dir.path).rc == 0);
+  test::write_file(dir / "text.txt", "these are not weights\n");
+  {
+    // A state_dict cut short: its zip directory is gone.
+    const auto whole = test::read_file(dir / "py_od.pt");
+    test::write_file(dir / "cut.pt", whole.substr(0, whole.size() / 2));
+  }
+  struct Case {
+    std::string args, message;
+    int rc;
+  };
+  const std::vector<Case> cases = {
+      {"--init-weights evil.pt",
+       "'evil.pt' is not a PyTorch state_dict torchfit can read: it asks for the Python global 'posix.system', which a "
+       "state_dict never needs: refused, nothing was run",
+       1},
+      {"--init-weights text.txt", "'text.txt' is none of the weight formats torchfit reads", 1},
+      {"--init-weights cut.pt", "'cut.pt' is a damaged zip archive: no zip directory at its end (truncated?)", 1},
+      {"--init-weights missing.pt", "weights file 'missing.pt' does not exist", 1},
+      {"--init-weights wrong_shape.pt",
+       "weights file 'wrong_shape.pt': tensor '0.weight' has shape [5, 2] in the file, [4, 2] in the net", 1},
+      {"--init-weights other_names.pt",
+       "weights file 'other_names.pt': no tensor name matches the net's (loaded 0 of the net's 6 tensors; missing "
+       "from the file (kept as initialized): 0.weight, 0.bias, 2.weight, 2.bias, 4.weight, 4.bias; in the file but "
+       "not the net (ignored): encoder.weight); is it a checkpoint of another model?",
+       1},
+      {"--init-weights extra.pt --init-weights-strict",
+       "weights file 'extra.pt' does not match the net exactly (loaded 6 of the net's 6 tensors; in the file but not "
+       "the net (ignored): head.weight)",
+       1},
+  };
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT(c.args) {
+      auto r = run_torchfit(kTrain + "--epochs 1 " + c.args, dir.path);
+      BOOST_TEST(r.rc == c.rc);
+      BOOST_TEST(has(r.err, c.message));
+      BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);  // one clear line
+      BOOST_TEST(!fs::exists(dir / "checkpoint.ini"));                 // nothing written
+      BOOST_TEST(!fs::exists(dir / "history.csv"));
+    }
+  }
+  BOOST_TEST(!fs::exists(dir / "pwned"));  // the pickle's os.system never ran
+  // Export: a format that does not exist, no format at all, a checkpoint that is missing.
+  auto f = run_torchfit("export --model dnn_binary --format onnx --output x.onnx", dir.path);
+  BOOST_TEST(f.rc == 2);
+  BOOST_TEST(has(f.err, "--format must be one of torchfit, libtorch, state_dict, safetensors, got 'onnx'"));
+  auto none = run_torchfit("export --model dnn_binary --output x.pt", dir.path);
+  BOOST_TEST(none.rc == 2);
+  BOOST_TEST(has(none.err, "'torchfit export' needs --format libtorch, state_dict or safetensors"));
+  auto missing = run_torchfit("export --model dnn_binary --output x.safetensors", dir.path);
+  BOOST_TEST(missing.rc == 1);
+  BOOST_TEST(has(missing.err, "checkpoint 'checkpoint' does not exist"));
+  BOOST_TEST(!fs::exists(dir / "x.safetensors"));
+}
