@@ -127,7 +127,9 @@ void put(std::string& out, uint64_t v, int bytes) {
 // A zip of stored entries, each entry's data 64-byte aligned (as torch.save pads it).
 std::string write_zip(const std::vector<std::pair<std::string, std::string>>& entries) {
   std::string out, directory;
-  for (const auto& [name, data] : entries) {
+  for (const auto& entry : entries) {
+    const std::string& name = entry.first;  // (not structured bindings: the lambda below uses them)
+    const std::string& data = entry.second;
     const auto crc = static_cast<uint32_t>(crc32_z(0L, reinterpret_cast<const Bytef*>(data.data()), data.size()));
     const uint64_t offset = out.size();
     const uint64_t unpadded = offset + 30 + name.size() + 4;
@@ -287,7 +289,6 @@ struct Value {
   explicit Value(Kind k) : kind(k) {}
 };
 
-Ref make(Value::Kind k) { return std::make_shared<Value>(k); }
 
 const char* kind_name(Value::Kind k) {
   switch (k) {
@@ -333,6 +334,16 @@ class Unpickler {
   Unpickler(const std::string& file, std::string pickle, std::string prefix,
             const std::unordered_map<std::string, ZipEntry>& records)
       : file_(file), p_(std::move(pickle)), prefix_(std::move(prefix)), records_(records) {}
+  // Every value is unlinked from the others first: a pickle nested a million levels deep (or
+  // holding itself) is then freed without a recursion of destructors.
+  ~Unpickler() {
+    for (auto& v : made_) {
+      v->items.clear();
+      v->dict.clear();
+    }
+  }
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
 
   Ref run() {
     while (true) {
@@ -669,8 +680,14 @@ class Unpickler {
     throw Refused("a call of '" + callable->text + "'");
   }
 
+  Ref make(Value::Kind k) {
+    made_.push_back(std::make_shared<Value>(k));
+    return made_.back();
+  }
+
   const std::string& file_;
   const std::string p_;
+  std::vector<Ref> made_;
   std::string prefix_;
   const std::unordered_map<std::string, ZipEntry>& records_;
   uint64_t at_ = 0;
@@ -680,11 +697,14 @@ class Unpickler {
 };
 
 // The dict of names to tensors inside what the pickle built.
-NamedTensors tensors_of(const Ref& root) {
+NamedTensors tensors_of(const Ref& root, int depth = 0) {
   if (root->kind != Value::Kind::Dict) throw Refused(std::string("it holds ") + kind_name(root->kind) + ", not a dict");
   for (const char* nested : {"state_dict", "model_state_dict"}) {
     for (const auto& [key, value] : root->dict) {
-      if (key->kind == Value::Kind::Text && key->text == nested && value->kind == Value::Kind::Dict) return tensors_of(value);
+      if (key->kind == Value::Kind::Text && key->text == nested && value->kind == Value::Kind::Dict) {
+        if (depth >= 4) throw Refused("state_dicts nested in state_dicts more than 4 deep");
+        return tensors_of(value, depth + 1);
+      }
     }
   }
   NamedTensors out;
