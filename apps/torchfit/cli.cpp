@@ -157,8 +157,8 @@ po::options_description command_options(const std::string& command) {
          "refuse --init-weights unless its names are exactly the net's")  //
         ("quiet,q", po::bool_switch(), "no progress display or messages; only the final table");
   } else if (command == "export") {
-    add_model_options(d, false);
     d.add_options()  //
+        ("model", po::value<std::string>()->value_name("NAME"), "model plugin (default: the run's, from FILE.ini)")  //
         ("ckpt-path", po::value<std::string>()->value_name("FILE")->default_value("checkpoint"),
          "weights to export (FILE.ini, written by train, supplies the run's settings)")  //
         ("output", po::value<std::string>()->value_name("FILE"), "where to write them")  //
