@@ -550,15 +550,18 @@ int run_predict(Invocation& inv) {
 
 int run_export(Invocation& inv) {
   const fs::path output = required(inv, "output", "FILE (where to write the weights)");
-  WeightsFormat format = WeightsFormat::SafeTensors;
-  if (inv.has("format")) {
-    format = parse_weights_format(inv.options["format"].as<std::string>(), "--format");
-    if (format == WeightsFormat::Torchfit) {
-      throw ConfigError("--format torchfit is what the checkpoint already is; give libtorch, state_dict or safetensors");
+  // A torchscript model's module is written whole (code and weights); any net's weights alone otherwise.
+  std::string format = inv.has("format") ? inv.options["format"].as<std::string>() : "";
+  if (format.empty()) {
+    if (output.extension() != ".safetensors") {
+      throw ConfigError("'torchfit export' needs --format libtorch, state_dict, safetensors or torchscript (only a "
+                        "FILE ending in .safetensors says it alone)");
     }
-  } else if (output.extension() != ".safetensors") {
-    throw ConfigError("'torchfit export' needs --format libtorch, state_dict or safetensors (only a FILE ending in "
-                      ".safetensors says it alone)");
+    format = "safetensors";
+  }
+  if (format != "libtorch" && format != "state_dict" && format != "safetensors" && format != "torchscript") {
+    throw ConfigError("--format must be libtorch, state_dict, safetensors or torchscript (the torchscript model's "
+                      "module), got '" + format + "'");
   }
   check_writable_parent(output, "output file");
   const std::string name = required(inv, "model", "NAME");
@@ -568,10 +571,15 @@ int run_export(Invocation& inv) {
   const fs::path ckpt = inv.options["ckpt-path"].as<std::string>();
   const auto info = load_weights(net, ckpt, name);
   const std::string epoch = info.logs.get("epoch") ? format_value(*info.logs.get("epoch")) : std::string("?");
-  export_weights(net, output, format, {{"format", "pt"}, {"torchfit_model", name}, {"torchfit_epoch", epoch}});
+  if (format == "torchscript") {
+    model->save_torchscript(net, output);
+  } else {
+    export_weights(net, output, parse_weights_format(format, "--format"),
+                   {{"format", "pt"}, {"torchfit_model", name}, {"torchfit_epoch", epoch}});
+  }
   const auto tensors = named_tensors(net);
-  std::cout << "wrote " << output.string() << " (" << format_name(format) << "): the " << tensors.size()
-            << " tensors of model " << name << ", the weights of epoch " << epoch << " in " << ckpt.string() << "\n";
+  std::cout << "wrote " << output.string() << " (" << format << "): the " << tensors.size() << " tensors of model "
+            << name << ", the weights of epoch " << epoch << " in " << ckpt.string() << "\n";
   return 0;
 }
 

@@ -37,3 +37,12 @@ void ModelPlugin::adapt(const Dataset& train) {
 }
 
 }  // namespace torchfit
+
+namespace torchfit {
+
+void ModelPlugin::save_torchscript(const Net&, const std::filesystem::path&) const {
+  throw ConfigError("this model's net is written in C++ and has no TorchScript form; export its weights with "
+                    "--format libtorch, state_dict or safetensors (--format torchscript is for the torchscript model)");
+}
+
+}  // namespace torchfit

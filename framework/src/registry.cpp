@@ -76,6 +76,9 @@ class LibraryModel final : public ModelPlugin {
   std::vector<std::pair<std::string, std::string>> learned_options() const override {
     return inner_->learned_options();
   }
+  void save_torchscript(const Net& net, const std::filesystem::path& path) const override {
+    inner_->save_torchscript(net, path);
+  }
 
  private:
   std::shared_ptr<ModelPlugin> inner_;  // destroyed before library_

@@ -4,10 +4,13 @@ what torchfit must read. Run with /usr/bin/python3. Every check raises on failur
   bridge.py write DIR          state_dicts (OrderedDict and plain), bad files, inputs
   bridge.py check DIR          torchfit's exports against Python's own net and reader
   bridge.py dtypes ST PT       a safetensors and a state_dict file of every type (test_bridge writes them)
+  bridge.py script DIR         scripted modules (net.pt, two.pt) and ring data (train.csv, in.csv)
+  bridge.py check_script DIR   the module torchfit trained and exported (trained.pt) against p.csv
 """
 import collections
 import csv
 import json
+import math
 import os
 import struct
 import sys
@@ -87,7 +90,7 @@ def write(folder):
 def inputs(folder):
     with open(os.path.join(folder, "in.csv")) as f:
         rows = list(csv.reader(f))[1:]
-    return torch.tensor([[float(a), float(b)] for a, b in rows])
+    return torch.tensor([[float(r[0]), float(r[1])] for r in rows])
 
 
 def close(a, b, what, tol=1e-6):
@@ -142,5 +145,64 @@ def dtypes(safetensors_path, state_dict_path):
     print("ok")
 
 
+class ScriptedNet(torch.nn.Module):
+    """A Python-defined net for the torchscript model: its task is an attribute."""
+
+    def __init__(self):
+        super().__init__()
+        self.task = "binary"
+        self.body = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.BatchNorm1d(16),
+                                        torch.nn.Linear(16, 1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class TwoInputs(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.task = "binary"
+        self.a = torch.nn.Linear(2, 1)
+
+    def forward(self, x, y):
+        return self.a(x) + self.a(y)
+
+
+def script(folder):
+    torch.manual_seed(0)
+    torch.jit.script(ScriptedNet()).save(os.path.join(folder, "net.pt"))
+    torch.jit.script(TwoInputs()).save(os.path.join(folder, "two.pt"))
+    g = torch.Generator().manual_seed(1)
+
+    def ring(n, r, label):
+        t = torch.rand(n, generator=g) * 2 * math.pi
+        rr = r + torch.randn(n, generator=g) * 0.5
+        return torch.stack([rr * torch.cos(t), rr * torch.sin(t), torch.full((n,), float(label))], 1)
+
+    data = torch.cat([ring(300, 2, 1), ring(300, 5, 0)])
+    data = data[torch.randperm(len(data), generator=g)]
+    for name, rows in (("train.csv", data), ("in.csv", data[:20])):
+        with open(os.path.join(folder, name), "w") as f:
+            f.write("x,y,label\n")
+            for a, b, c in rows.tolist():
+                f.write(f"{a:.5f},{b:.5f},{int(c)}\n")
+
+
+def check_script(folder):
+    trained = torch.jit.load(os.path.join(folder, "trained.pt"))
+    trained.eval()
+    initial = torch.jit.load(os.path.join(folder, "net.pt"))
+    moved = [n for n, p in trained.named_parameters() if not torch.equal(p, dict(initial.named_parameters())[n])]
+    assert moved, "the exported module holds the initial weights, not the trained ones"
+    assert sorted(dict(trained.named_buffers())) == sorted(dict(initial.named_buffers()))
+    with torch.no_grad():
+        expected = torch.sigmoid(trained(inputs(folder))).reshape(-1)
+    with open(os.path.join(folder, "p.csv")) as f:
+        predicted = torch.tensor([float(r["probability"]) for r in csv.DictReader(f)])
+    close(predicted, expected, "torchfit predict against Python's torch.jit.load of the exported module")
+    print("ok")
+
+
 if __name__ == "__main__":
-    {"write": write, "check": check, "dtypes": dtypes}[sys.argv[1]](*sys.argv[2:])
+    {"write": write, "check": check, "dtypes": dtypes, "script": script, "check_script": check_script}[sys.argv[1]](
+        *sys.argv[2:])

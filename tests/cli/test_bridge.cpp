@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 
 #include <torchfit/weights.hpp>
 
@@ -165,12 +166,80 @@ BOOST_FIXTURE_TEST_CASE(bad_weight_files_get_one_line_and_run_nothing, PythonTor
   // Export: a format that does not exist, no format at all, a checkpoint that is missing.
   auto f = run_torchfit("export --model dnn_binary --format onnx --output x.onnx", dir.path);
   BOOST_TEST(f.rc == 2);
-  BOOST_TEST(has(f.err, "--format must be one of torchfit, libtorch, state_dict, safetensors, got 'onnx'"));
+  BOOST_TEST(has(f.err, "--format must be libtorch, state_dict, safetensors or torchscript (the torchscript model's module), got 'onnx'"));
   auto none = run_torchfit("export --model dnn_binary --output x.pt", dir.path);
   BOOST_TEST(none.rc == 2);
-  BOOST_TEST(has(none.err, "'torchfit export' needs --format libtorch, state_dict or safetensors"));
+  BOOST_TEST(has(none.err, "'torchfit export' needs --format libtorch, state_dict, safetensors or torchscript"));
   auto missing = run_torchfit("export --model dnn_binary --output x.safetensors", dir.path);
   BOOST_TEST(missing.rc == 1);
   BOOST_TEST(has(missing.err, "checkpoint 'checkpoint' does not exist"));
   BOOST_TEST(!fs::exists(dir / "x.safetensors"));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_module_scripted_in_python_trains_resumes_and_goes_back_to_python, PythonTorch) {
+  test::TempDir dir;
+  BOOST_REQUIRE(python("script '" + dir.path.string() + "'", dir.path).rc == 0);
+  const std::string train = "train --model torchscript --torchscript.file net.pt --data train.csv --target label -q ";
+  auto t = run_torchfit(train + "--epochs 4", dir.path);
+  BOOST_REQUIRE_MESSAGE(t.rc == 0, t.err);
+  // Its task came from the module's `task` attribute: binary, so acc and auc are logged.
+  const auto history = test::read_file(dir / "history.csv");
+  BOOST_TEST(has(history, "epoch,train_loss,train_acc,train_auc,"));
+  BOOST_TEST(run_torchfit("evaluate", dir.path).rc == 0);
+  BOOST_TEST(run_torchfit("predict --data in.csv --output p.csv", dir.path).rc == 0);
+  auto e = run_torchfit("export --format torchscript --output trained.pt", dir.path);
+  BOOST_TEST(e.rc == 0, e.err);
+  auto check = python("check_script '" + dir.path.string() + "'", dir.path);
+  BOOST_TEST(check.rc == 0, check.out);
+  // summary: the module's submodules by class, their parameters.
+  auto s = run_torchfit("summary --model torchscript --torchscript.file net.pt --data train.csv --target label", dir.path);
+  BOOST_TEST(has(s.out, "BatchNorm1d-3"));
+  BOOST_TEST(has(s.out, "Total params: 97"));
+  // Two epochs, then --resume to four: the same run, to the bit.
+  test::TempDir half;
+  for (const char* f : {"net.pt", "train.csv"}) fs::copy(dir / f, half / f);
+  BOOST_REQUIRE(run_torchfit(train + "--epochs 2", half.path).rc == 0);
+  auto r = run_torchfit("train --resume --epochs 4 -q", half.path);
+  BOOST_TEST(r.rc == 0, r.err);
+  // (every column but the last, time)
+  auto without_time = [](const std::string& csv) {
+    std::string out;
+    std::istringstream in(csv);
+    for (std::string line; std::getline(in, line);) out += line.substr(0, line.rfind(',')) + "\n";
+    return out;
+  };
+  BOOST_TEST(without_time(test::read_file(half / "history.csv")) == without_time(history));
+  // A C++ model has no TorchScript form.
+  BOOST_REQUIRE(run_torchfit("train --model dnn_binary --dnn_binary.per-ring 100 --epochs 1 -q --ckpt-path ring", half.path).rc == 0);
+  auto c = run_torchfit("export --ckpt-path ring --format torchscript --output ring.pt", half.path);
+  BOOST_TEST(c.rc == 2);
+  BOOST_TEST(has(c.err, "this model's net is written in C++ and has no TorchScript form"));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_torchscript_file_that_cannot_train_gets_one_line, PythonTorch) {
+  test::TempDir dir;
+  BOOST_REQUIRE(python("script '" + dir.path.string() + "'", dir.path).rc == 0);
+  test::write_file(dir / "junk.pt", "not a module\n");
+  struct Case {
+    std::string args, message;
+    int rc;
+  };
+  const std::string data = " --data train.csv --target label --epochs 1";
+  const std::vector<Case> cases = {
+      {"--torchscript.file two.pt" + data,
+       "the TorchScript module in 'two.pt' takes 2 inputs (forward(x, y)), but the data's batches have 1", 1},
+      {"--torchscript.file junk.pt" + data, "'junk.pt' is not a TorchScript module torchfit can load", 1},
+      {"--torchscript.file none.pt" + data, "TorchScript module 'none.pt' (--torchscript.file) does not exist", 1},
+      {"--torchscript.file net.pt --torchscript.loss msee" + data, "unknown loss 'msee' for the torchscript model", 2},
+      {"--torchscript.file net.pt --torchscript.task binaryy" + data, "unknown --task 'binaryy'; did you mean 'binary'?", 2},
+      {data, "the torchscript model needs --torchscript.file FILE.pt", 2},
+  };
+  for (const auto& c : cases) {
+    BOOST_TEST_CONTEXT(c.args) {
+      auto r = run_torchfit("train --model torchscript " + c.args, dir.path);
+      BOOST_TEST(r.rc == c.rc);
+      BOOST_TEST(has(r.err, c.message));
+      BOOST_TEST(!fs::exists(dir / "checkpoint.ini"));
+    }
+  }
 }

@@ -309,7 +309,7 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
   const std::vector<Case> cases = {
       {"trian", "unknown command 'trian'; did you mean 'train'?"},
       {"", "no command given"},
-      {"train", "'torchfit train' needs --model NAME (models: cnn, dnn_binary, linear_regression, mlp)"},
+      {"train", "'torchfit train' needs --model NAME (models: cnn, dnn_binary, linear_regression, mlp, torchscript)"},
       {"train --model dnn_binar", "unknown model 'dnn_binar'; did you mean 'dnn_binary'?"},
       {"train --model dnn_binary --callbacks early_stoping", "did you mean 'early_stopping'?"},
       {"train --model dnn_binary --metrics acc,aucc", "unknown metric 'aucc'; did you mean"},

@@ -32,7 +32,7 @@ BOOST_AUTO_TEST_CASE(discovers_the_standard_plugins_without_creating_them) {
     BOOST_TEST(fs::exists(p.file));
     BOOST_TEST(p.info.abi_version == tf::kPluginAbiVersion);
   }
-  BOOST_TEST(found.size() == 21u);
+  BOOST_TEST(found.size() == 22u);
   BOOST_TEST((found.at("early_stopping") == tf::PluginKind::Callback));
   BOOST_TEST((found.at("model_checkpoint") == tf::PluginKind::Callback));
   BOOST_TEST((found.at("progress_bar") == tf::PluginKind::Callback));
@@ -43,6 +43,7 @@ BOOST_AUTO_TEST_CASE(discovers_the_standard_plugins_without_creating_them) {
   BOOST_TEST((found.at("linear_regression") == tf::PluginKind::Model));
   BOOST_TEST((found.at("mlp") == tf::PluginKind::Model));
   BOOST_TEST((found.at("cnn") == tf::PluginKind::Model));
+  BOOST_TEST((found.at("torchscript") == tf::PluginKind::Model));
   for (const char* d : {"csv", "idx", "fashion_mnist"}) BOOST_TEST((found.at(d) == tf::PluginKind::Dataset));
   const auto metrics = reg.names(tf::PluginKind::Metric);
   for (const char* m : {"acc", "accuracy", "top_k_accuracy", "macro_f1", "confusion_matrix", "auc", "precision", "recall", "f1",

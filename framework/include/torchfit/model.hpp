@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,6 +68,10 @@ class TORCHFIT_EXPORT ModelPlugin {
   /// Turns the net's raw outputs into what a user reads (probabilities, classes, values).
   /// By default: the outputs themselves, as `prediction` (or prediction_0, prediction_1, ...).
   virtual Predictions to_predictions(const torch::Tensor& outputs) const;
+  /// `torchfit export --format torchscript`: writes `net` (made by make_net(), its weights
+  /// loaded) as a TorchScript module Python's torch.jit.load reads. By default: ConfigError (a
+  /// net written in C++ has no TorchScript form; the torchscript model's has).
+  virtual void save_torchscript(const Net& net, const std::filesystem::path& path) const;
 };
 
 }  // namespace torchfit

@@ -4,6 +4,7 @@
 #include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 #include <torchfit/registry.hpp>
+#include <torchfit/task.hpp>
 
 #include <algorithm>
 #include <limits>
@@ -14,18 +15,7 @@ namespace {
 namespace po = boost::program_options;
 using torch::Tensor;
 
-enum class Task { Binary, Multiclass, Regression };
-
-Task parse_task(const std::string& text) {
-  if (text == "binary") return Task::Binary;
-  if (text == "multiclass") return Task::Multiclass;
-  if (text == "regression") return Task::Regression;
-  const char* tasks = "binary (one 0/1 target), multiclass (class indices 0, 1, 2, ...) or regression (numbers)";
-  if (text.empty()) throw torchfit::ConfigError(std::string("the mlp model needs --task: ") + tasks);
-  const auto guess = torchfit::closest_name(text, {"binary", "multiclass", "regression"});
-  throw torchfit::ConfigError("unknown --task '" + text + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
-                              " Tasks: " + tasks);
-}
+using torchfit::Task;
 
 // (x - mean) / std with the training split's statistics, kept as buffers: they are saved with
 // the weights, so evaluate and predict standardize exactly as training did.
@@ -82,16 +72,8 @@ class Mlp final : public torchfit::ModelPlugin {
     return net;
   }
 
-  torchfit::Loss make_loss() const override {
-    if (task_ == Task::Binary) return torch::nn::BCEWithLogitsLoss();
-    if (task_ == Task::Multiclass) return torch::nn::CrossEntropyLoss();
-    return torch::nn::MSELoss();
-  }
-  std::vector<std::string> default_metrics() const override {
-    if (task_ == Task::Binary) return {"acc", "auc"};
-    if (task_ == Task::Multiclass) return {"accuracy"};
-    return {"mae", "r2"};
-  }
+  torchfit::Loss make_loss() const override { return torchfit::task_loss(task_); }
+  std::vector<std::string> default_metrics() const override { return torchfit::task_metrics(task_); }
   torchfit::OptimizerDefaults default_optimizer() const override { return {"adam", 1e-3}; }
   int64_t default_batch_size() const override { return 64; }
   int64_t input_features() const override { return inputs_; }
@@ -103,32 +85,8 @@ class Mlp final : public torchfit::ModelPlugin {
   }
 
   Tensor make_targets(const Tensor& column, const std::string& origin) override {
-    if (task_ == Task::Regression) return column;
-    const auto values = column.reshape({-1});
-    auto fail_at = [&](const Tensor& bad, const std::string& why) {
-      const auto row = bad.nonzero().index({0, 0}).item<int64_t>();
-      std::ostringstream v;
-      v << values[row].item<float>();
-      throw torchfit::DataError("'" + origin + "', data row " + std::to_string(row + 1) + ": target " + v.str() +
-                                " " + why);
-    };
-    if (task_ == Task::Binary) {
-      const auto bad = (values != 0) & (values != 1);
-      if (bad.any().item<bool>()) fail_at(bad, "is not 0 or 1 (a binary task; use --task multiclass for classes)");
-      return column;
-    }
-    const auto bad = (values < 0) | (values != values.round());
-    if (bad.any().item<bool>()) {
-      fail_at(bad, "is not a class index 0, 1, 2, ... (a multiclass task; use --task regression for numbers)");
-    }
-    const auto classes = values.max().item<int64_t>() + 1;
-    if (classes_ > 0 && !adapted_ && classes > classes_) {
-      // The net is fixed (evaluate, predict, or --mlp.classes given): a class it has no output for.
-      fail_at(values >= classes_, "is beyond the model's " + std::to_string(classes_) + " classes (0 to " +
-                                      std::to_string(classes_ - 1) + ")");
-    }
-    labels_seen_ = std::max(labels_seen_, classes);
-    return values.to(torch::kLong);
+    // Until adapt(), a class count already set (evaluate, predict, --mlp.classes) is the net's.
+    return torchfit::task_targets(task_, column, origin, adapted_ ? 0 : classes_, labels_seen_);
   }
 
   void adapt(const torchfit::Dataset& train) override {
@@ -170,19 +128,7 @@ class Mlp final : public torchfit::ModelPlugin {
   }
 
   torchfit::Predictions to_predictions(const Tensor& outputs) const override {
-    const auto out = outputs.detach().to(torch::kCPU, torch::kDouble);
-    if (task_ == Task::Binary) {
-      auto p = torch::sigmoid(out).reshape({-1, 1});
-      return {{"probability", "class"}, torch::cat({p, (p >= 0.5).to(torch::kDouble)}, 1)};
-    }
-    if (task_ == Task::Multiclass) {
-      torchfit::Predictions p;
-      for (int64_t c = 0; c < out.size(1); ++c) p.columns.push_back("probability_" + std::to_string(c));
-      p.columns.push_back("class");
-      p.values = torch::cat({torch::softmax(out, 1), out.argmax(1, true).to(torch::kDouble)}, 1);
-      return p;
-    }
-    return {{"prediction"}, out.reshape({-1, 1})};
+    return torchfit::task_predictions(task_, outputs);
   }
 
  private:
@@ -223,7 +169,7 @@ torchfit::PluginInfo describe() {
 }
 
 std::shared_ptr<torchfit::ModelPlugin> create(const torchfit::PluginOptions& options) {
-  const auto task = parse_task(options.count("task") ? options["task"].as<std::string>() : "");
+  const auto task = torchfit::parse_task(options.count("task") ? options["task"].as<std::string>() : "", "mlp");
   const auto hidden_text = options["hidden"].as<std::string>();
   const auto hidden = hidden_text == "none" ? std::vector<int64_t>{} : parse_hidden(hidden_text);
   const auto dropout = options["dropout"].as<double>();
