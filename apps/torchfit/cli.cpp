@@ -155,6 +155,12 @@ po::options_description command_options(const std::string& command) {
          "state_dict (torch.save) or safetensors; tensors are matched by name (docs/deploy.md)")  //
         ("init-weights-strict", po::value<bool>()->value_name("BOOL")->default_value(false)->implicit_value(true),
          "refuse --init-weights unless its names are exactly the net's")  //
+        ("freeze", po::value<std::string>()->value_name("PATTERNS"),
+         "keep these parameters fixed: comma-separated names, prefixes (features) or globs (*.bias); the unfreeze "
+         "callback releases them later")  //
+        ("lr-groups", po::value<std::string>()->value_name("PATTERN=LR,..."),
+         "learning rates of their own for the parameters matching each pattern (features=1e-4,head=1e-3); the "
+         "rest train at --lr")  //
         ("quiet,q", po::bool_switch(), "no progress display or messages; only the final table");
   } else if (command == "export") {
     d.add_options()  //

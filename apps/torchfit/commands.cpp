@@ -239,17 +239,31 @@ Setup set_up(Invocation& inv, Purpose purpose, bool with_metrics) {
   return s;
 }
 
-std::shared_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name, const std::vector<torch::Tensor>& params,
-                                                        double lr, double momentum, double weight_decay) {
+// The optimizer over the net's parameter groups (group g at groups.lrs[g]; --lr-groups).
+std::shared_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name, const ParamGroups& groups,
+                                                        double momentum, double weight_decay) {
+  namespace optim = torch::optim;
+  auto split = [&](auto options) {
+    std::vector<optim::OptimizerParamGroup> out;
+    for (size_t g = 0; g < groups.params.size(); ++g) {
+      if (groups.params[g].empty()) continue;  // every parameter went to a --lr-groups group
+      auto o = std::make_unique<decltype(options)>(options);
+      o->lr(groups.lrs[g]);
+      out.emplace_back(groups.params[g], std::move(o));
+    }
+    return out;
+  };
   if (name == "adam") {
-    return std::make_shared<torch::optim::Adam>(params, torch::optim::AdamOptions(lr).weight_decay(weight_decay));
+    const auto o = optim::AdamOptions(groups.lrs[0]).weight_decay(weight_decay);
+    return std::make_shared<optim::Adam>(split(o), o);
   }
   if (name == "adamw") {
-    return std::make_shared<torch::optim::AdamW>(params, torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
+    const auto o = optim::AdamWOptions(groups.lrs[0]).weight_decay(weight_decay);
+    return std::make_shared<optim::AdamW>(split(o), o);
   }
   if (name == "sgd") {
-    return std::make_shared<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(lr).momentum(momentum).weight_decay(weight_decay));
+    const auto o = optim::SGDOptions(groups.lrs[0]).momentum(momentum).weight_decay(weight_decay);
+    return std::make_shared<optim::SGD>(split(o), o);
   }
   const auto guess = closest_name(name, {"adam", "adamw", "sgd"});
   throw ConfigError("unknown optimizer '" + name + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
@@ -337,7 +351,13 @@ int run_train(Invocation& inv) {
     const auto report = init_weights(s.net, file, inv.options["init-weights-strict"].as<bool>());
     logger("runner")->info("--init-weights {}: {}", file.string(), report.to_string());
   }
-  auto optimizer = make_optimizer(optimizer_name, s.net.parameters(), lr, momentum, weight_decay);
+  if (inv.has("freeze")) {
+    const auto frozen = freeze(s.net, split_list(inv.options["freeze"].as<std::string>()));
+    logger("runner")->info("--freeze: {} parameter tensor{} fixed", frozen.size(), frozen.size() == 1 ? "" : "s");
+  }
+  const auto lr_groups = inv.has("lr-groups") ? parse_lr_groups(inv.options["lr-groups"].as<std::string>(), "--lr-groups")
+                                              : std::vector<LrGroup>{};
+  auto optimizer = make_optimizer(optimizer_name, param_groups(s.net, lr_groups, lr), momentum, weight_decay);
 
   Callbacks callbacks;
   std::vector<const PluginEntry*> plugins{s.entry};

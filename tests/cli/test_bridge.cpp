@@ -243,3 +243,35 @@ BOOST_FIXTURE_TEST_CASE(a_torchscript_file_that_cannot_train_gets_one_line, Pyth
     }
   }
 }
+
+BOOST_AUTO_TEST_CASE(frozen_parameters_stay_and_groups_train_at_their_own_rate) {
+  test::TempDir dir;
+  const std::string ring = "train --model dnn_binary --dnn_binary.per-ring 200 -q ";
+  BOOST_REQUIRE(run_torchfit(ring + "--epochs 2 --callbacks model_checkpoint --ckpt-path base --history base.csv",
+                             dir.path).rc == 0);
+  // Fine-tune from it with the first layer and the second's weight fixed, the last layer at its own rate.
+  const std::string tune = ring + "--init-weights base --freeze 0,2.weight --lr-groups 4=0.01 "
+                                  "--callbacks model_checkpoint,lr_monitor --model_checkpoint.save-best-only false ";
+  auto t = run_torchfit(tune + "--epochs 3 --ckpt-path ft --history ft.csv", dir.path);
+  BOOST_REQUIRE_MESSAGE(t.rc == 0, t.err);
+  const auto before = tf::read_checkpoint_weights(dir / "base"), after = tf::read_checkpoint_weights(dir / "ft");
+  for (const char* fixed : {"0.weight", "0.bias", "2.weight"}) BOOST_TEST(torch::equal(before.at(fixed), after.at(fixed)), fixed);
+  for (const char* moved : {"2.bias", "4.weight", "4.bias"}) BOOST_TEST(!torch::equal(before.at(moved), after.at(moved)), moved);
+  const auto history = test::read_file(dir / "ft.csv");
+  BOOST_TEST(has(history, ",lr,lr_1,"));  // two groups, two rates
+  BOOST_TEST(has(history, ",0.001,0.01,"));
+  // One epoch, then --resume to three: the same run.
+  auto first = run_torchfit(tune + "--epochs 1 --ckpt-path half --history half.csv", dir.path);
+  BOOST_REQUIRE(first.rc == 0);
+  auto rest = run_torchfit("train --resume --ckpt-path half --epochs 3 -q", dir.path);
+  BOOST_TEST(rest.rc == 0, rest.err);
+  const auto resumed = tf::read_checkpoint_weights(dir / "half");
+  for (const auto& [name, t] : after) BOOST_TEST(torch::equal(resumed.at(name), t), name);
+  // A pattern that matches nothing, a rate that is not one.
+  auto none = run_torchfit(ring + "--freeze encoder", dir.path);
+  BOOST_TEST(none.rc == 2);
+  BOOST_TEST(has(none.err, "'encoder' matches none of the net's parameters (0.weight, 0.bias"));
+  auto bad = run_torchfit(ring + "--lr-groups 4=-1", dir.path);
+  BOOST_TEST(bad.rc == 2);
+  BOOST_TEST(has(bad.err, "--lr-groups takes PATTERN=LR pairs with a positive finite LR"));
+}

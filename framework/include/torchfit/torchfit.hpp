@@ -4,6 +4,7 @@
 #include "torchfit/batch.hpp"
 #include "torchfit/callback.hpp"
 #include "torchfit/checkpoint.hpp"
+#include "torchfit/finetune.hpp"
 #include "torchfit/task.hpp"
 #include "torchfit/weights.hpp"
 #include "torchfit/csv.hpp"
