@@ -357,7 +357,18 @@ int run_train(Invocation& inv) {
   }
   const auto lr_groups = inv.has("lr-groups") ? parse_lr_groups(inv.options["lr-groups"].as<std::string>(), "--lr-groups")
                                               : std::vector<LrGroup>{};
-  auto optimizer = make_optimizer(optimizer_name, param_groups(s.net, lr_groups, lr), momentum, weight_decay);
+  auto groups = param_groups(s.net, lr_groups, lr);
+  // Frozen parameters in groups of their own (at their group's rate): the unfreeze callback
+  // warms their rate up alone.
+  for (size_t g = 0, n = groups.params.size(); g < n; ++g) {
+    std::vector<torch::Tensor> trained, frozen;
+    for (auto& p : groups.params[g]) (p.requires_grad() ? trained : frozen).push_back(p);
+    if (frozen.empty()) continue;
+    groups.params[g] = std::move(trained);
+    groups.params.push_back(std::move(frozen));
+    groups.lrs.push_back(groups.lrs[g]);
+  }
+  auto optimizer = make_optimizer(optimizer_name, groups, momentum, weight_decay);
 
   Callbacks callbacks;
   std::vector<const PluginEntry*> plugins{s.entry};

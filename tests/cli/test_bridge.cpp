@@ -275,3 +275,39 @@ BOOST_AUTO_TEST_CASE(frozen_parameters_stay_and_groups_train_at_their_own_rate) 
   BOOST_TEST(bad.rc == 2);
   BOOST_TEST(has(bad.err, "--lr-groups takes PATTERN=LR pairs with a positive finite LR"));
 }
+
+BOOST_AUTO_TEST_CASE(unfreeze_releases_the_frozen_parameters_with_a_warm_up_and_resumes_exactly) {
+  test::TempDir dir;
+  BOOST_REQUIRE(run_torchfit("train --model dnn_binary --dnn_binary.per-ring 200 --epochs 1 -q --callbacks "
+                             "model_checkpoint --ckpt-path base --history base.csv",
+                             dir.path).rc == 0);
+  const std::string run = "train --model dnn_binary --dnn_binary.per-ring 200 -q --init-weights base --freeze 0,2 "
+                          "--callbacks unfreeze,lr_monitor,model_checkpoint --model_checkpoint.save-best-only false "
+                          "--unfreeze.epoch 3 --unfreeze.warmup-epochs 2 ";
+  BOOST_REQUIRE(run_torchfit(run + "--epochs 2 --ckpt-path two --history two.csv", dir.path).rc == 0);
+  auto whole = run_torchfit(run + "--epochs 5 --ckpt-path five --history five.csv", dir.path);
+  BOOST_REQUIRE_MESSAGE(whole.rc == 0, whole.err);
+  const auto base = tf::read_checkpoint_weights(dir / "base"), two = tf::read_checkpoint_weights(dir / "two"),
+             five = tf::read_checkpoint_weights(dir / "five");
+  // Epochs 1 and 2 trained the last layer alone; from epoch 3 the first ones move too.
+  for (const char* frozen : {"0.weight", "0.bias", "2.weight", "2.bias"}) {
+    BOOST_TEST(torch::equal(base.at(frozen), two.at(frozen)), frozen);
+    BOOST_TEST(!torch::equal(two.at(frozen), five.at(frozen)), frozen);
+  }
+  BOOST_TEST(!torch::equal(base.at("4.weight"), two.at("4.weight")));
+  // The released group's rate: a third, two thirds, then the full rate (lr_1 logged while it differs).
+  const auto history = test::read_file(dir / "five.csv");
+  BOOST_TEST(has(history, ",time,lr_1\n"));
+  BOOST_TEST(has(history, ",0.0003333333333333333\n4,"));
+  BOOST_TEST(has(history, ",0.0006666666666666666\n5,"));
+  // Stopped in the warm-up (after epoch 3) and resumed: the same weights as the whole run.
+  BOOST_REQUIRE(run_torchfit(run + "--epochs 3 --ckpt-path half --history half.csv", dir.path).rc == 0);
+  auto rest = run_torchfit("train --resume --ckpt-path half --epochs 5 -q", dir.path);
+  BOOST_TEST(rest.rc == 0, rest.err);
+  const auto resumed = tf::read_checkpoint_weights(dir / "half");
+  for (const auto& [name, t] : five) BOOST_TEST(torch::equal(resumed.at(name), t), name);
+  // Nothing frozen: nothing to release.
+  auto none = run_torchfit("train --model dnn_binary --epochs 1 --callbacks unfreeze", dir.path);
+  BOOST_TEST(none.rc == 1);
+  BOOST_TEST(has(none.err, "unfreeze has nothing to release: no parameter is frozen"));
+}

@@ -32,7 +32,7 @@ BOOST_AUTO_TEST_CASE(discovers_the_standard_plugins_without_creating_them) {
     BOOST_TEST(fs::exists(p.file));
     BOOST_TEST(p.info.abi_version == tf::kPluginAbiVersion);
   }
-  BOOST_TEST(found.size() == 22u);
+  BOOST_TEST(found.size() == 23u);
   BOOST_TEST((found.at("early_stopping") == tf::PluginKind::Callback));
   BOOST_TEST((found.at("model_checkpoint") == tf::PluginKind::Callback));
   BOOST_TEST((found.at("progress_bar") == tf::PluginKind::Callback));
@@ -44,6 +44,7 @@ BOOST_AUTO_TEST_CASE(discovers_the_standard_plugins_without_creating_them) {
   BOOST_TEST((found.at("mlp") == tf::PluginKind::Model));
   BOOST_TEST((found.at("cnn") == tf::PluginKind::Model));
   BOOST_TEST((found.at("torchscript") == tf::PluginKind::Model));
+  BOOST_TEST((found.at("unfreeze") == tf::PluginKind::Callback));
   for (const char* d : {"csv", "idx", "fashion_mnist"}) BOOST_TEST((found.at(d) == tf::PluginKind::Dataset));
   const auto metrics = reg.names(tf::PluginKind::Metric);
   for (const char* m : {"acc", "accuracy", "top_k_accuracy", "macro_f1", "confusion_matrix", "auc", "precision", "recall", "f1",
@@ -172,7 +173,7 @@ BOOST_AUTO_TEST_CASE(unknown_name_suggests_and_lists_names_and_folders) {
   BOOST_TEST(contains(msg, "unknown callback 'early_stoping'; did you mean 'early_stopping'?"));
   BOOST_TEST(contains(msg, "Available callbacks: cosine_lr, csv_logger, early_stopping, event_log, lr_monitor, "
                            "model_checkpoint, multistep_lr, nan_guard, one_cycle_lr, plot, progress_bar, "
-                           "reduce_lr_on_plateau, step_lr"));
+                           "reduce_lr_on_plateau, step_lr, unfreeze"));
   BOOST_TEST(contains(msg, "Searched: " + reg.dirs().front().string()));
   BOOST_TEST(contains(error_of([&] { reg.find("dnn_binary", tf::PluginKind::Callback); }),
                       "'dnn_binary' is a model plugin, not a callback plugin"));
