@@ -483,6 +483,26 @@ std::unique_ptr<Trainer::Resume> Trainer::open_state(const FitOptions& options, 
   return resume;
 }
 
+namespace {
+
+// LibTorch's Optimizer::load restores the per-parameter state but not the groups' options: a
+// rate a schedule, nan_guard's rollback or a callback changed would go back to the one the
+// optimizer was built with. Each group's saved options are read back into it here.
+void load_optimizer(torch::optim::Optimizer& optimizer, InputArchive& archive) {
+  optimizer.load(archive);
+  InputArchive groups;
+  if (!archive.try_read("param_groups", groups)) return;
+  auto& live = optimizer.param_groups();
+  for (size_t i = 0; i < live.size(); ++i) {
+    InputArchive group, options;
+    if (groups.try_read("param_groups/" + std::to_string(i), group) && group.try_read("options", options)) {
+      live[i].options().serialize(options);
+    }
+  }
+}
+
+}  // namespace
+
 void Trainer::restore_state(Resume& resume, Context& ctx) {
   auto& archive = resume.archive;
   reading(resume.path, [&] {
@@ -495,7 +515,7 @@ void Trainer::restore_state(Resume& resume, Context& ctx) {
     }
     InputArchive optimizer;
     archive.read("optimizer", optimizer);
-    optimizer_->load(optimizer);
+    load_optimizer(*optimizer_, optimizer);
     InputArchive scheduler;
     if (scheduler_ && archive.try_read("scheduler", scheduler)) scheduler_->load_state_dict(scheduler);
     if (step_) {
@@ -509,7 +529,7 @@ void Trainer::restore_state(Resume& resume, Context& ctx) {
         }
         InputArchive o;
         archive.read("step_optimizer." + name, o);
-        opt->load(o);
+        load_optimizer(*opt, o);
       }
       InputArchive st;
       if (!archive.try_read("step", st)) throw CheckpointError(source + " was not written by a fit with a custom step");

@@ -188,3 +188,43 @@ BOOST_AUTO_TEST_CASE(the_schedule_survives_a_resume) {
   BOOST_REQUIRE_EQUAL(resumed.size(), 8u);
   check_epoch_rates(resumed, [](int64_t e) { return kBase * std::pow(0.5, e / 2); });
 }
+
+BOOST_AUTO_TEST_CASE(a_wrapped_libtorch_scheduler_survives_a_resume) {
+  // torch::optim::StepLR through wrap_scheduler, interrupted after epoch 3 of 8 and resumed:
+  // the same rates as a run never interrupted (before, the schedule started again at 0).
+  test::TempDir dir;
+  struct Interrupt : tf::Callback {
+    bool armed;
+    explicit Interrupt(bool armed) : armed(armed) { set_name("interrupt"); }
+    void on_epoch_end(tf::Context& ctx) override {
+      if (armed && ctx.epoch == 3) std::raise(SIGINT);
+    }
+  };
+  auto run = [&](bool armed, bool resume) {
+    torch::manual_seed(0);
+    torch::nn::Linear net(2, 1);
+    auto optimizer = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(kBase));
+    auto schedule = tf::wrap_scheduler(std::make_shared<torch::optim::StepLR>(*optimizer, 2, 0.5));
+    tf::Trainer trainer(net, torch::nn::MSELoss(), tf::Metrics{}, optimizer, schedule);
+    const auto data = test::regression_data(40, 1);
+    auto options = tf::FitOptions().epochs(8).state_path(dir / (armed || resume ? "s.state" : "whole.state"))
+                       .callbacks({std::make_shared<Interrupt>(armed), test::make_callback("lr_monitor", {})});
+    if (resume) options.resume_from(dir / "s.state");
+    return trainer.fit(tf::DataLoader(data, tf::LoaderOptions(10)), tf::DataLoader(data, tf::LoaderOptions(40)),
+                       options);
+  };
+  tf::install_stop_signal_handlers();
+  tf::clear_stop_signal();
+  const auto whole = run(false, false);
+  BOOST_REQUIRE_EQUAL(whole.size(), 8u);
+  const auto first = run(true, false);
+  BOOST_TEST(first.size() == 3u);
+  tf::clear_stop_signal();
+  const auto resumed = run(false, true);
+  BOOST_REQUIRE_EQUAL(resumed.size(), 8u);
+  for (size_t e = 0; e < 8; ++e) {
+    BOOST_TEST_INFO("epoch " << e + 1);
+    BOOST_TEST(resumed[e].at("lr") == whole[e].at("lr"));
+  }
+  BOOST_TEST(whole[7].at("lr") < kBase);  // it did decay
+}
