@@ -49,6 +49,15 @@ Fit fit_with(const std::string& plugin, const std::vector<std::string>& args, in
   return f;
 }
 
+// Raises SIGINT at the end of epoch 3 when armed: the run stops there, its state saved.
+struct Interrupt : tf::Callback {
+  bool armed;
+  explicit Interrupt(bool armed) : armed(armed) { set_name("interrupt"); }
+  void on_epoch_end(tf::Context& ctx) override {
+    if (armed && ctx.epoch == 3) std::raise(SIGINT);
+  }
+};
+
 void check_epoch_rates(const tf::History& h, const std::function<double(int64_t)>& expected) {
   for (size_t i = 0; i < h.size(); ++i) {
     BOOST_TEST_INFO("epoch index " << i);
@@ -159,13 +168,6 @@ BOOST_AUTO_TEST_CASE(the_schedule_survives_a_resume) {
   // Interrupted after epoch 3 of 8 and resumed: the same rates as a run never interrupted,
   // though the optimizer's rate at the resume is already decayed (the base comes from the state).
   test::TempDir dir;
-  struct Interrupt : tf::Callback {
-    bool armed;
-    explicit Interrupt(bool armed) : armed(armed) { set_name("interrupt"); }
-    void on_epoch_end(tf::Context& ctx) override {
-      if (armed && ctx.epoch == 3) std::raise(SIGINT);
-    }
-  };
   auto run = [&](bool armed, bool resume) {
     torch::manual_seed(0);
     torch::nn::Linear net(2, 1);
@@ -193,13 +195,6 @@ BOOST_AUTO_TEST_CASE(a_wrapped_libtorch_scheduler_survives_a_resume) {
   // torch::optim::StepLR through wrap_scheduler, interrupted after epoch 3 of 8 and resumed:
   // the same rates as a run never interrupted (before, the schedule started again at 0).
   test::TempDir dir;
-  struct Interrupt : tf::Callback {
-    bool armed;
-    explicit Interrupt(bool armed) : armed(armed) { set_name("interrupt"); }
-    void on_epoch_end(tf::Context& ctx) override {
-      if (armed && ctx.epoch == 3) std::raise(SIGINT);
-    }
-  };
   auto run = [&](bool armed, bool resume) {
     torch::manual_seed(0);
     torch::nn::Linear net(2, 1);
