@@ -1,10 +1,16 @@
 // The runner's commands: train, evaluate, predict, summary, plugins.
 #include "commands.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -57,6 +63,54 @@ int64_t parse_workers(const std::string& value, const Dataset& data, const Loade
 }
 
 using Purpose = DataRequest::Purpose;
+
+// One train run per checkpoint path: an exclusive flock on FILE.lock, held while the run lives
+// and released by the kernel however it ends (kill -9 included), so a stale lock never blocks.
+// The file holds the holder's process id, for the message; it is removed on a normal exit.
+class RunLock {
+ public:
+  explicit RunLock(fs::path path) : path_(std::move(path)) {
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (fd_ < 0) throw Error("cannot create the lock file " + path_.string() + ": " + std::strerror(errno));
+      if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        std::string holder;
+        std::ifstream(path_) >> holder;
+        ::close(fd_);
+        fd_ = -1;
+        throw Error("checkpoint path '" + base().string() + "' is in use by another torchfit train" +
+                    (holder.empty() ? std::string() : " (process " + holder + ")") +
+                    ": two runs would mix their files. Wait for it to end, or give another --ckpt-path");
+      }
+      // The lock is on the file this path names now (a run ending may have just removed it).
+      struct stat held {}, named {};
+      if (::fstat(fd_, &held) == 0 && ::stat(path_.c_str(), &named) == 0 && held.st_ino == named.st_ino &&
+          held.st_dev == named.st_dev) {
+        const std::string pid = std::to_string(::getpid()) + "\n";
+        if (::ftruncate(fd_, 0) == 0 && ::write(fd_, pid.data(), pid.size()) < 0) {
+          // The pid is for messages only.
+        }
+        return;
+      }
+      ::close(fd_);
+      fd_ = -1;
+    }
+    throw Error("cannot lock " + path_.string() + ": it keeps being replaced");
+  }
+  ~RunLock() {
+    if (fd_ < 0) return;
+    std::error_code ec;
+    fs::remove(path_, ec);  // while still holding it: the next run finds no file or its own
+    ::close(fd_);
+  }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  fs::path base() const { return path_.parent_path() / path_.stem(); }
+  fs::path path_;
+  int fd_ = -1;
+};
 
 // Writes the run's settings (FILE.ini) once fit() has checked the run (the monitored keys, the
 // preflight) and is about to train: a run refused before that leaves the files an earlier run
@@ -340,6 +394,8 @@ int run_train(Invocation& inv) {
                            dist->world_size, dist->master_addr, dist->master_port, torch::get_num_threads());
   }
   const bool rank0 = !comm || comm->rank() == 0;
+  std::optional<RunLock> lock;
+  if (rank0) lock.emplace(ckpt_path.string() + ".lock");  // rank 0 writes the run's files
 
   Setup s = set_up(inv, Purpose::Train, true);
   const auto defaults = s.model->default_optimizer();

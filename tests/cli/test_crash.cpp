@@ -312,3 +312,28 @@ BOOST_AUTO_TEST_CASE(missing_damaged_or_wrong_state_files) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(a_second_run_on_a_checkpoint_path_in_use_is_refused_and_a_killed_runs_lock_never_blocks) {
+  // Two runs on one path would mix their files (the checkpoint of one, the settings of the
+  // other): the second is refused at once, naming the first; after kill -9 the kernel has
+  // released the lock, and a new run goes ahead.
+  test::TempDir dir;
+  const pid_t first = test::start_torchfit("train --model dnn_binary --epochs 100000 --callbacks none -q", dir.path);
+  for (int i = 0; i < 300 && !fs::exists(dir / "checkpoint.ini"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  BOOST_REQUIRE(fs::exists(dir / "checkpoint.lock"));
+  const auto settings = test::read_file(dir / "checkpoint.ini");
+  auto second = run_torchfit("train --model dnn_binary --epochs 2 --lr 0.01 -q", dir.path);
+  BOOST_TEST(second.rc == 1);
+  BOOST_TEST(has(second.err, "checkpoint path 'checkpoint' is in use by another torchfit train (process " +
+                                 std::to_string(first) + "): two runs would mix their files"));
+  BOOST_TEST(test::read_file(dir / "checkpoint.ini") == settings);  // nothing of the second run written
+  // Another path is free.
+  BOOST_TEST(run_torchfit("train --model dnn_binary --epochs 1 -q --ckpt-path other --history other.csv", dir.path).rc == 0);
+  ::kill(first, SIGKILL);
+  test::finish(first, dir.path);
+  auto third = run_torchfit("train --model dnn_binary --epochs 1 -q", dir.path);
+  BOOST_TEST(third.rc == 0, third.err);
+  BOOST_TEST(!fs::exists(dir / "checkpoint.lock"));  // a run that ends removes its lock file
+}
