@@ -537,11 +537,13 @@ int run_train(Invocation& inv) {
   std::cout << "\n" << history.tail(5) << "\n";
   std::cout << "stopped: " << history.stop_reason() << "\n";
   const std::string monitor = inv.has("monitor") ? inv.options["monitor"].as<std::string>() : "val_loss";
-  bool higher = trainer.higher_is_better(monitor).value_or(false);
-  if (inv.has("mode") && inv.options["mode"].as<std::string>() != "auto") {
-    higher = inv.options["mode"].as<std::string>() == "max";
+  const Monitor best_of(monitor, inv.has("mode") ? parse_monitor_mode(inv.options["mode"].as<std::string>(), "--mode")
+                                                 : MonitorMode::Auto);
+  std::optional<size_t> best;
+  if (const auto known = trainer.higher_is_better(monitor); known || best_of.mode() != MonitorMode::Auto) {
+    best_of.resolve(known);
+    best = best_of.best_row(history.rows());  // a value whose direction nothing knows has no "best" line
   }
-  const auto best = history.best_row(monitor, higher);
   if (best) {
     std::cout << "best " << monitor << ": " << format_value(*history[*best].get(monitor)) << " (epoch "
               << format_value(history[*best].at("epoch")) << ")\n";

@@ -1,4 +1,4 @@
-// History: columns, best row, CSV/JSON export and a DataFrame-like tail.
+// History: columns, CSV/JSON export and a DataFrame-like tail.
 #include "torchfit/history.hpp"
 
 #include <algorithm>
@@ -39,22 +39,6 @@ std::vector<double> History::column(const std::string& name) const {
     rows_.back().at(name);  // throws ConfigError listing the columns
   }
   return out;
-}
-
-std::optional<std::size_t> History::best_row(const std::string& monitor, bool higher_is_better) const {
-  std::optional<std::size_t> best;
-  double best_value = 0;
-  for (std::size_t i = 0; i < rows_.size(); ++i) {
-    auto v = rows_[i].get(monitor);
-    if (!v || std::isnan(*v)) {
-      continue;
-    }
-    if (!best || (higher_is_better ? *v > best_value : *v < best_value)) {
-      best = i;
-      best_value = *v;
-    }
-  }
-  return best;
 }
 
 namespace {

@@ -11,6 +11,7 @@
 #include "torchfit/device.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/log.hpp"
+#include "torchfit/monitor.hpp"
 #include "torchfit/registry.hpp"  // closest_name
 #include "torchfit/signals.hpp"
 #include "trainer_state.hpp"
@@ -593,7 +594,14 @@ void Trainer::preflight(Context& ctx, FitRun& run) {
 
 void Trainer::check_monitored_keys(const Context& ctx, const FitRun& run) const {
   // What an epoch of the default step logs: a custom step's own values are known only once it ran.
-  if (step_) return;
+  if (!step_) check_logged_keys(ctx, run);
+  // Which way each monitor's key is better: known for the loss and the metrics, whatever the step.
+  for (const auto& cb : run.callbacks) {
+    for (const Monitor* monitor : cb->monitors()) monitor->resolve(ctx);
+  }
+}
+
+void Trainer::check_logged_keys(const Context& ctx, const FitRun& run) const {
   std::vector<std::string> logged{"epoch"};
   for (const char* prefix : {"train_", "val_"}) {
     if (std::string(prefix) == "val_" && !run.has_val) break;
@@ -608,7 +616,11 @@ void Trainer::check_monitored_keys(const Context& ctx, const FitRun& run) const 
   }
   logged.push_back("time");
   for (const auto& cb : run.callbacks) {
-    for (const auto& key : cb->monitored_keys()) {
+    auto keys = cb->monitored_keys();
+    for (const Monitor* monitor : cb->monitors()) {
+      if (!monitor->key_may_be_missing()) keys.push_back(monitor->key());
+    }
+    for (const auto& key : keys) {
       if (std::find(logged.begin(), logged.end(), key) != logged.end()) continue;
       std::string message = "callback '" + cb->name() + "' monitors '" + key + "', which no epoch of this fit logs";
       if (key.rfind("val_", 0) == 0 && !run.has_val) message += " (there is no validation data)";

@@ -370,6 +370,10 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
        "The logged values are: epoch, train_loss, train_acc, val_loss, val_acc, lr, time"},
       {"train --model dnn_binary --callbacks reduce_lr_on_plateau --reduce_lr_on_plateau.monitor lr",
        "callback 'reduce_lr_on_plateau' monitors 'lr', which no epoch of this fit logs"},
+      // ... and one that is logged but whose direction nothing knows needs a mode: no guess.
+      {"train --model dnn_binary --callbacks lr_monitor,reduce_lr_on_plateau --reduce_lr_on_plateau.monitor lr",
+       "reduce_lr_on_plateau watches 'lr' with mode auto, but nothing in this fit says whether a higher or a lower lr "
+       "is better (the loss and the metrics say it for their values): set --reduce_lr_on_plateau.mode to min or max"},
       // A broken plugin asked for is refused by name and file.
       {"train --model dnn_binary --callbacks exploding_describe" + kBrokenPlugins,
        "exploding_describe.so) failed to describe itself: describe() exploded"},
@@ -423,9 +427,10 @@ BOOST_AUTO_TEST_CASE(a_refused_run_leaves_an_earlier_runs_files_as_they_were) {
   BOOST_TEST(has(r.err, "monitors 'val_auc', which no epoch of this fit logs"));
   BOOST_TEST(test::read_file(dir / "checkpoint.ini") == settings);
   BOOST_TEST(files_in(dir.path) == before);
-  // Monitoring a value a callback logs (lr_monitor's lr) passes the check.
+  // Monitoring a value a callback logs (lr_monitor's lr), its direction given, passes the check.
   auto lr = run_torchfit("train --model dnn_binary --dnn_binary.per-ring 100 --epochs 2 -q "
-                         "--callbacks reduce_lr_on_plateau,lr_monitor --reduce_lr_on_plateau.monitor lr",
+                         "--callbacks reduce_lr_on_plateau,lr_monitor --reduce_lr_on_plateau.monitor lr "
+                         "--reduce_lr_on_plateau.mode min",
                          dir.path);
   BOOST_TEST(lr.rc == 0, lr.err);
 }

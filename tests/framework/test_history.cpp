@@ -1,8 +1,13 @@
-// History and Logs: column order, CSV/JSON files, the tail table, the best row; CSV input.
+// History and Logs: column order, CSV/JSON files, the tail table; Monitor: the best value so far.
 #define BOOST_TEST_MODULE history
 #include <boost/test/unit_test.hpp>
 
 #include "../support.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include <torchfit/monitor.hpp>
 
 namespace tf = torchfit;
 
@@ -60,9 +65,11 @@ BOOST_AUTO_TEST_CASE(writing_into_a_missing_folder_fails_cleanly) {
 
 BOOST_AUTO_TEST_CASE(best_row_and_tail) {
   auto h = sample();
-  BOOST_TEST(*h.best_row("val_loss", false) == 1u);
-  BOOST_TEST(*h.best_row("val_acc", true) == 2u);
-  BOOST_TEST(!h.best_row("nothing", true));
+  BOOST_TEST(*tf::Monitor("val_loss", tf::MonitorMode::Min).best_row(h.rows()) == 1u);
+  BOOST_TEST(*tf::Monitor("val_acc", tf::MonitorMode::Max).best_row(h.rows()) == 2u);
+  BOOST_TEST(!tf::Monitor("nothing", tf::MonitorMode::Max).best_row(h.rows()));
+  // min-delta: neither 0.7 nor 0.8 improves on 0.6 by more than 0.25, so row 0 stays the best.
+  BOOST_TEST(*tf::Monitor("val_acc", tf::MonitorMode::Max, 0.25).best_row(h.rows()) == 0u);
   const auto tail = h.tail(2);
   BOOST_TEST(tail.find("val_acc") != std::string::npos);
   BOOST_TEST(tail.find("\n1 ") != std::string::npos);
@@ -98,4 +105,82 @@ BOOST_AUTO_TEST_CASE(numeric_csv_errors_point_at_line_and_column) {
   BOOST_TEST(message("a,b\n", 2).find("no data rows") != std::string::npos);
   BOOST_TEST(message("", std::nullopt).find("no data rows") != std::string::npos);
   BOOST_CHECK_THROW(tf::read_numeric_csv(dir / "missing.csv"), tf::DataError);
+}
+
+BOOST_AUTO_TEST_CASE(a_monitor_keeps_the_best_value_and_its_epoch) {
+  const double inf = std::numeric_limits<double>::infinity();
+  tf::Monitor m("val_loss", tf::MonitorMode::Min, 0.1);
+  BOOST_TEST(!m.has_best());
+  BOOST_TEST(m.best() == inf);  // the worst value, while there is none
+  BOOST_TEST(!m.update(std::nan(""), 1));  // NaN is never a best, not even the first
+  BOOST_TEST(m.update(1.0, 2));
+  BOOST_TEST(!m.update(0.95, 3));  // better, but by less than min-delta
+  BOOST_TEST(m.update(0.85, 4));
+  BOOST_TEST(m.best() == 0.85);
+  BOOST_TEST(m.best_epoch() == 4);
+  BOOST_TEST(m.mode_name() == "min");
+  m.reset();
+  BOOST_TEST(!m.has_best());
+  BOOST_TEST(m.best_epoch() == 0);
+
+  // Relative: PyTorch's ReduceLROnPlateau threshold_mode "rel".
+  tf::Monitor rel("val_acc", tf::MonitorMode::Max, 0.1, "reduce_lr_on_plateau", true);
+  BOOST_TEST(rel.update(0.5, 1));
+  BOOST_TEST(!rel.update(0.54, 2));  // not above 0.5 * 1.1
+  BOOST_TEST(rel.update(0.56, 3));
+}
+
+BOOST_AUTO_TEST_CASE(a_monitor_state_survives_and_reads_the_old_keys) {
+  tf::Monitor m("val_acc", tf::MonitorMode::Max);
+  m.update(0.7, 3);
+  torch::serialize::OutputArchive out;
+  m.save(out);
+  std::ostringstream bytes;
+  out.save_to(bytes);
+  tf::Monitor back("val_acc", tf::MonitorMode::Max);
+  torch::serialize::InputArchive in;
+  std::istringstream read(bytes.str());
+  in.load_from(read);
+  back.load(in);
+  BOOST_TEST(back.has_best());
+  BOOST_TEST(back.best() == 0.7);
+  BOOST_TEST(back.best_epoch() == 3);
+  BOOST_TEST(!back.update(0.7, 4));
+  BOOST_TEST(back.update(0.71, 5));
+
+  // The keys early_stopping and model_checkpoint wrote before the Monitor kept them.
+  torch::serialize::OutputArchive old;
+  old.write("has_best", c10::IValue(true));
+  old.write("best", c10::IValue(0.25));
+  old.write("best_epoch", c10::IValue(int64_t{2}));
+  std::ostringstream old_bytes;
+  old.save_to(old_bytes);
+  torch::serialize::InputArchive old_in;
+  std::istringstream old_read(old_bytes.str());
+  old_in.load_from(old_read);
+  tf::Monitor loss("val_loss", tf::MonitorMode::Min);
+  loss.load(old_in);
+  BOOST_TEST(loss.best() == 0.25);
+  BOOST_TEST(loss.best_epoch() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(auto_mode_that_cannot_tell_the_direction_is_an_error) {
+  tf::Monitor m("lr", tf::MonitorMode::Auto, 0, "early_stopping");
+  BOOST_TEST(!m.resolved());
+  BOOST_CHECK_THROW(m.higher_is_better(), std::logic_error);
+  try {
+    m.resolve(std::nullopt);
+    BOOST_FAIL("expected ConfigError");
+  } catch (const tf::ConfigError& e) {
+    const std::string what = e.what();
+    BOOST_TEST(what.find("'lr'") != std::string::npos, what);
+    BOOST_TEST(what.find("--early_stopping.mode to min or max") != std::string::npos, what);
+  }
+  m.resolve(true);
+  BOOST_TEST(m.mode_name() == "max");
+  // An explicit mode needs nothing, and is not changed by what the fit knows.
+  tf::Monitor explicit_min("lr", tf::MonitorMode::Min);
+  explicit_min.resolve(std::nullopt);
+  explicit_min.resolve(true);
+  BOOST_TEST(!explicit_min.higher_is_better());
 }

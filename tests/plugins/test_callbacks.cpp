@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
 
 #include "../support.hpp"
@@ -56,8 +57,13 @@ Run fit(const std::vector<double>& scores, tf::Callbacks extra, std::shared_ptr<
   return r;
 }
 
+// Early stopping on the scripted score; lower is better unless the test says otherwise (nothing
+// else knows the score's direction).
 std::shared_ptr<tf::Callback> stopper(std::vector<std::string> args) {
   args.push_back("--monitor=score");
+  if (std::none_of(args.begin(), args.end(), [](const std::string& a) { return a.rfind("--mode=", 0) == 0; })) {
+    args.push_back("--mode=min");
+  }
   return make_callback("early_stopping", args);
 }
 
@@ -187,6 +193,32 @@ BOOST_AUTO_TEST_CASE(missing_monitor_lists_the_keys_there_are) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_monitor_whose_direction_nothing_knows_is_refused_before_epoch_1) {
+  // mode auto on a callback's own value: no metric says which way is better, and torchfit does
+  // not guess from the name. Every monitoring plugin is refused the same way, before a batch.
+  for (const char* plugin : {"early_stopping", "model_checkpoint", "reduce_lr_on_plateau", "event_log", "plot"}) {
+    test::TempDir dir;
+    auto seen = std::make_shared<Counter>();
+    std::vector<std::string> args{"--monitor=score"};
+    if (std::string(plugin) == "model_checkpoint") args.push_back("--ckpt-path=" + (dir / "ckpt").string());
+    if (std::string(plugin) == "event_log") args.push_back("--path=" + (dir / "events.jsonl").string());
+    if (std::string(plugin) == "plot") args.push_back("--path=" + (dir / "plot.svg").string());
+    try {
+      fit({1, 2}, {make_callback(plugin, args), seen});
+      BOOST_FAIL(std::string("expected an error from ") + plugin);
+    } catch (const tf::ConfigError& e) {
+      const std::string msg = e.what();
+      BOOST_TEST(msg.find("watches 'score' with mode auto") != std::string::npos, msg);
+      BOOST_TEST(msg.find("set --" + std::string(plugin) + ".mode to min or max") != std::string::npos, msg);
+    }
+    BOOST_TEST(seen->train_batches == 0, plugin);
+    BOOST_TEST(fs::is_empty(dir.path), plugin);  // nothing written
+  }
+  // The same key with a mode, or a metric's value with auto, trains.
+  BOOST_TEST(fit({1, 2}, {stopper({"--mode=max"})}).history.size() == 2u);
+  BOOST_TEST(fit({1, 2}, {make_callback("early_stopping", {"--monitor=train_loss"})}).history.size() == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(checkpoint_keeps_the_best_and_says_so) {
   test::TempDir dir;
   const auto path = dir / "ckpt";
@@ -221,7 +253,7 @@ BOOST_AUTO_TEST_CASE(checkpoint_last_every_n_and_top_k) {
 BOOST_AUTO_TEST_CASE(checkpoint_refuses_an_unwritable_folder_before_training) {
   test::TempDir dir;
   try {
-    fit({1, 2}, {make_callback("model_checkpoint", {"--ckpt-path=" + (dir / "missing" / "ckpt").string(), "--monitor=score"})});
+    fit({1, 2}, {make_callback("model_checkpoint", {"--ckpt-path=" + (dir / "missing" / "ckpt").string(), "--monitor=score", "--mode=min"})});
     BOOST_FAIL("expected an error");
   } catch (const tf::CallbackError& e) {
     BOOST_TEST(e.hook() == "on_fit_begin");

@@ -7,6 +7,8 @@
 
 #include "../support.hpp"
 
+#include <torchfit/monitor.hpp>
+
 namespace tf = torchfit;
 using test::CaptureLogs;
 BOOST_GLOBAL_FIXTURE(CaptureLogs);
@@ -150,7 +152,7 @@ BOOST_AUTO_TEST_CASE(plot_draws_one_path_per_curve_and_marks_the_best_epoch) {
     BOOST_TEST(count(svg, std::string("data-key=\"") + key + "\"") == 1u, key);
   }
   BOOST_TEST(count(svg, "class=\"panel\"") == 2u);
-  const auto best = h.best_row("val_loss", false);
+  const auto best = tf::Monitor("val_loss", tf::MonitorMode::Min).best_row(h.rows());
   BOOST_REQUIRE(best);
   BOOST_TEST(svg.find("best val_loss at epoch " + std::to_string(*best + 1)) != std::string::npos);
   BOOST_TEST(count(svg, "<circle class=\"best\"") == 1u);

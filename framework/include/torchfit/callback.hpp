@@ -21,6 +21,7 @@ namespace torchfit {
 class Trainer;
 class Scheduler;
 class Callback;
+class Monitor;
 struct FitOptions;
 
 /// Which loop is running.
@@ -168,10 +169,14 @@ class TORCHFIT_EXPORT Callback {
   virtual void state_dict(torch::serialize::OutputArchive& archive) const {}
   virtual void load_state_dict(torch::serialize::InputArchive& archive) {}
 
-  /// The logged values this callback reads (its monitor: val_loss, val_acc, ...). Before epoch 1
-  /// fit() checks that an epoch will log each one, so a mistyped key fails at once, with the keys
-  /// that will be logged (not at the end of epoch 1). A callback that tolerates a missing key
-  /// (it skips the epoch) leaves it out.
+  /// The Monitors this callback keeps (the best value of val_loss, val_acc, ...). Before epoch 1
+  /// fit() checks that an epoch will log each key, so a mistyped key fails at once with the keys
+  /// that will be logged (not at the end of epoch 1), and resolves each `auto` mode, so a key
+  /// whose direction nothing knows fails too. A callback that tolerates a missing key (it skips
+  /// the epoch) leaves its monitor out.
+  virtual std::vector<const Monitor*> monitors() const { return {}; }
+  /// Other logged values this callback reads without a best (a ratio of two losses): checked
+  /// like the monitors' keys.
   virtual std::vector<std::string> monitored_keys() const { return {}; }
   /// The values this callback adds to the epoch's logs itself (lr_monitor's lr, lr_1, ...), so
   /// that other callbacks may monitor them. `ctx` gives the optimizer and the world size.

@@ -33,8 +33,6 @@ class TORCHFIT_EXPORT History {
   std::vector<std::string> columns() const;
   /// One column's values (NaN where a row lacks it). Throws ConfigError for an unknown column.
   std::vector<double> column(const std::string& name) const;
-  /// The 0-based row whose `monitor` value is best, or nothing when no row has it.
-  std::optional<std::size_t> best_row(const std::string& monitor, bool higher_is_better) const;
 
   /// Writes a CSV file (header line, then one line per epoch) atomically.
   void to_csv(const std::filesystem::path& path) const;

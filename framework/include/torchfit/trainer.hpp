@@ -197,8 +197,10 @@ class TORCHFIT_EXPORT Trainer {
                                      const std::string& what) const;
   void write_epoch_logs(Logs& logs, const char* prefix);
   Logs running_logs() const;
-  // Every key a callback monitors is one an epoch will log, else a ConfigError listing those.
+  // Every key a callback monitors is one an epoch will log (else a ConfigError listing those),
+  // and every monitor knows which way is better.
   void check_monitored_keys(const Context& ctx, const FitRun& run) const;
+  void check_logged_keys(const Context& ctx, const FitRun& run) const;
   void check_stop_signal(Context& ctx);
   // Data-parallel: this process's vote, and the decision from every process's votes summed.
   // Returns whether any process wants to stop.

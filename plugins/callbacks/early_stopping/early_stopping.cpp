@@ -13,10 +13,8 @@ namespace {
 namespace po = boost::program_options;
 
 struct Settings {
-  std::string monitor = "val_loss";
-  torchfit::MonitorMode mode = torchfit::MonitorMode::Auto;
+  torchfit::Monitor monitor;
   int64_t patience = 5;
-  double min_delta = 0.0;
   std::optional<double> baseline;
   int64_t start_from_epoch = 0;
   bool restore_best_weights = true;
@@ -31,31 +29,24 @@ struct Settings {
 // message and its "reload the best checkpoint" default are kept.
 class EarlyStopping final : public torchfit::Callback {
  public:
-  explicit EarlyStopping(Settings s) : s_(std::move(s)), monitor_(s_.monitor, s_.mode, s_.min_delta) {}
+  explicit EarlyStopping(Settings s) : s_(std::move(s)), monitor_(s_.monitor) {}
 
   void on_fit_begin(torchfit::Context& ctx) override {
-    has_best_ = false;
+    monitor_.reset();
     wait_ = 0;
-    best_epoch_ = 0;
     stopped_epoch_ = 0;
     best_weights_.clear();
-    resolved_ = false;
   }
 
-  std::vector<std::string> monitored_keys() const override { return {s_.monitor}; }
+  std::vector<const torchfit::Monitor*> monitors() const override { return {&monitor_}; }
 
   void on_epoch_end(torchfit::Context& ctx) override {
     const double current = monitor_.current(ctx);  // throws, listing the logged keys, when missing
     if (s_.check_finite) check_finite(ctx, current);
-    if (!resolved_) {
-      monitor_.higher_is_better(ctx);  // mode auto: ask the metric which way is better
-      if (!has_best_) best_ = monitor_.worst();
-      resolved_ = has_best_ = true;
-    }
-    if (s_.divergence_threshold && (monitor_.mode_name() == "max" ? current < *s_.divergence_threshold
-                                                                  : current > *s_.divergence_threshold)) {
+    if (s_.divergence_threshold && (monitor_.higher_is_better() ? current < *s_.divergence_threshold
+                                                                 : current > *s_.divergence_threshold)) {
       // Lightning's divergence_threshold: past it, the run has gone wrong rather than stalled.
-      throw torchfit::Error(s_.monitor + " is " + torchfit::format_value(current) + " at epoch " +
+      throw torchfit::Error(monitor_.key() + " is " + torchfit::format_value(current) + " at epoch " +
                             std::to_string(ctx.epoch) + ", worse than early_stopping.divergence-threshold " +
                             torchfit::format_value(*s_.divergence_threshold) + " (" + monitor_.mode_name() +
                             "): the run diverged. Lower --lr or set --clip-grad-norm");
@@ -64,9 +55,7 @@ class EarlyStopping final : public torchfit::Callback {
       return;
     }
     ++wait_;
-    if (monitor_.improves(current, best_)) {
-      best_ = current;
-      best_epoch_ = ctx.epoch;
+    if (monitor_.update(current, ctx.epoch)) {
       if (s_.restore_best_weights) {
         torchfit::snapshot_weights(ctx.net(), best_weights_);  // reuses the memory of the last one
       }
@@ -78,29 +67,28 @@ class EarlyStopping final : public torchfit::Callback {
     }
     if (wait_ >= s_.patience) {
       stopped_epoch_ = ctx.epoch;
-      const std::string message = "<<<<<< " + s_.monitor + " without improvement in " + std::to_string(s_.patience) +
+      const std::string message = "<<<<<< " + monitor_.key() + " without improvement in " + std::to_string(s_.patience) +
                                   " epoch,early stopping >>>>>>";
       torchfit::logger("early_stopping")->info(message);
-      ctx.request_stop("early stopping: " + s_.monitor + " did not improve for " + std::to_string(s_.patience) +
-                       " epochs (best " + torchfit::format_value(best_) + " at epoch " + std::to_string(best_epoch_) +
-                       ")");
+      ctx.request_stop("early stopping: " + monitor_.key() + " did not improve for " + std::to_string(s_.patience) +
+                       " epochs (best " + torchfit::format_value(monitor_.best()) + " at epoch " +
+                       std::to_string(monitor_.best_epoch()) + ")");
     }
   }
 
   void on_fit_end(torchfit::Context& ctx) override {
-    if (s_.restore_best_weights && !best_weights_.empty() && best_epoch_ != ctx.history().size()) {
+    if (s_.restore_best_weights && !best_weights_.empty() && monitor_.best_epoch() != ctx.history().size()) {
       torchfit::restore_weights(ctx.net(), best_weights_);
       torchfit::logger("early_stopping")
-          ->info("restored the weights of epoch {} ({} = {})", best_epoch_, s_.monitor, torchfit::format_value(best_));
+          ->info("restored the weights of epoch {} ({} = {})", monitor_.best_epoch(), monitor_.key(),
+                 torchfit::format_value(monitor_.best()));
     }
   }
 
   void state_dict(torch::serialize::OutputArchive& archive) const override {
     archive.write("wait", c10::IValue(wait_));
-    archive.write("best", c10::IValue(best_));
-    archive.write("best_epoch", c10::IValue(best_epoch_));
     archive.write("stopped_epoch", c10::IValue(stopped_epoch_));
-    archive.write("has_best", c10::IValue(has_best_));
+    monitor_.save(archive);
     c10::List<std::string> names;
     for (size_t i = 0; i < best_weights_.size(); ++i) {
       names.push_back(best_weights_[i].first);
@@ -111,10 +99,8 @@ class EarlyStopping final : public torchfit::Callback {
   void load_state_dict(torch::serialize::InputArchive& archive) override {
     c10::IValue v;
     if (archive.try_read("wait", v)) wait_ = v.toInt();
-    if (archive.try_read("best", v)) best_ = v.toDouble();
-    if (archive.try_read("best_epoch", v)) best_epoch_ = v.toInt();
     if (archive.try_read("stopped_epoch", v)) stopped_epoch_ = v.toInt();
-    if (archive.try_read("has_best", v)) has_best_ = v.toBool();
+    monitor_.load(archive);
     best_weights_.clear();
     if (archive.try_read("best_weight_names", v)) {
       const auto names = v.toList();
@@ -131,8 +117,8 @@ class EarlyStopping final : public torchfit::Callback {
   // longer a number has diverged, and ends as a failure (the runner exits 1), its last row kept.
   void check_finite(const torchfit::Context& ctx, double current) const {
     std::string bad;
-    if (!std::isfinite(current)) bad = s_.monitor + " is " + torchfit::format_value(current);
-    if (auto loss = ctx.logs.get("train_loss"); loss && !std::isfinite(*loss) && s_.monitor != "train_loss") {
+    if (!std::isfinite(current)) bad = monitor_.key() + " is " + torchfit::format_value(current);
+    if (auto loss = ctx.logs.get("train_loss"); loss && !std::isfinite(*loss) && monitor_.key() != "train_loss") {
       bad += (bad.empty() ? "" : " and ") + std::string("train_loss is ") + torchfit::format_value(*loss);
     }
     if (bad.empty()) return;
@@ -144,23 +130,16 @@ class EarlyStopping final : public torchfit::Callback {
   Settings s_;
   torchfit::Monitor monitor_;
   int64_t wait_ = 0;
-  int64_t best_epoch_ = 0;
   int64_t stopped_epoch_ = 0;
-  bool has_best_ = false;  ///< best_ holds a value seen (not the initial worst), also after a resume
-  double best_ = 0;
-  bool resolved_ = false;
   torchfit::WeightSnapshot best_weights_;
 };
 
 torchfit::PluginInfo describe() {
   torchfit::PluginInfo info(torchfit::PluginKind::Callback, "early_stopping", "1.0.0",
                             "Stops training when a monitored value stops improving, then restores the best weights");
-  info.options->add_options()                                                                //
-      ("monitor", po::value<std::string>()->default_value("val_loss"), "logged value to watch")  //
-      ("mode", po::value<std::string>()->default_value("auto"),
-       "min, max, or auto (from the metric: acc, auc, f1, precision, recall, r2 are better higher)")  //
+  torchfit::add_monitor_options(*info.options, "whether an epoch improved", true);
+  info.options->add_options()  //
       ("patience", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0))->default_value(5), "epochs without improvement before stopping")  //
-      ("min-delta", torchfit::number<double>(torchfit::NumberRange::at_least(0))->default_value(0.0), "smallest change that counts as an improvement")  //
       ("baseline", torchfit::number<double>(), "value to reach; until it is beaten, patience keeps running out")  //
       ("start-from-epoch", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0))->default_value(0), "warm-up epochs during which nothing is counted")  //
       ("restore-best-weights", po::value<bool>()->default_value(true, "true"),
@@ -174,10 +153,8 @@ torchfit::PluginInfo describe() {
 
 std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   Settings s;
-  s.monitor = o["monitor"].as<std::string>();
-  s.mode = torchfit::parse_monitor_mode(o["mode"].as<std::string>(), "early_stopping.mode");
+  s.monitor = torchfit::monitor_from_options(o, "early_stopping");
   s.patience = o["patience"].as<int64_t>();
-  s.min_delta = o["min-delta"].as<double>();
   if (o.count("baseline")) s.baseline = o["baseline"].as<double>();
   s.start_from_epoch = o["start-from-epoch"].as<int64_t>();
   s.restore_best_weights = o["restore-best-weights"].as<bool>();

@@ -44,8 +44,12 @@ class Record {
 class EventLog final : public torchfit::Callback {
  public:
   bool rank_zero_only() const override { return true; }
-  EventLog(std::string path, int64_t every_steps, std::string monitor, torchfit::MonitorMode mode)
-      : path_(std::move(path)), every_steps_(every_steps), monitor_(std::move(monitor), mode) {}
+  EventLog(std::string path, int64_t every_steps, torchfit::Monitor monitor)
+      : path_(std::move(path)), every_steps_(every_steps), monitor_(std::move(monitor)) {
+    monitor_.key_may_be_missing();  // an epoch without it logs no new best
+  }
+
+  std::vector<const torchfit::Monitor*> monitors() const override { return {&monitor_}; }
 
   void on_fit_begin(torchfit::Context& ctx) override {
     out_.open(path_, std::ios::app);
@@ -54,8 +58,7 @@ class EventLog final : public torchfit::Callback {
                                   std::strerror(errno));
     }
     start_ = std::chrono::steady_clock::now();
-    resolved_ = false;
-    has_best_ = false;
+    monitor_.reset();
     write(Record(ctx.resumed ? "resume" : "fit_begin")
               .add("epochs", static_cast<double>(ctx.epochs))
               .add("epochs_done", static_cast<double>(ctx.history().size()))
@@ -78,13 +81,7 @@ class EventLog final : public torchfit::Callback {
     write(Record("epoch").add(ctx.logs).add("step", static_cast<double>(ctx.global_step)).add("elapsed", elapsed()));
     if (!ctx.logs.contains(monitor_.key())) return;
     const double current = monitor_.current(ctx);
-    if (!resolved_) {
-      monitor_.higher_is_better(ctx);
-      resolved_ = true;
-    }
-    if (!has_best_ || monitor_.improves(current, best_)) {
-      best_ = current;
-      has_best_ = true;
+    if (monitor_.update(current, ctx.epoch)) {
       write(Record("new_best").add("epoch", static_cast<double>(ctx.epoch)).add("monitor", monitor_.key()).add("value", current));
     }
     if (ctx.stop_requested()) {
@@ -107,14 +104,9 @@ class EventLog final : public torchfit::Callback {
   }
 
   void state_dict(torch::serialize::OutputArchive& archive) const override {
-    archive.write("has_best", c10::IValue(has_best_));
-    archive.write("best", c10::IValue(best_));
+    monitor_.save(archive);
   }
-  void load_state_dict(torch::serialize::InputArchive& archive) override {
-    c10::IValue v;
-    if (archive.try_read("has_best", v)) has_best_ = v.toBool();
-    if (archive.try_read("best", v)) best_ = v.toDouble();
-  }
+  void load_state_dict(torch::serialize::InputArchive& archive) override { monitor_.load(archive); }
 
  private:
   double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
@@ -129,8 +121,6 @@ class EventLog final : public torchfit::Callback {
   torchfit::Monitor monitor_;
   std::ofstream out_;
   std::chrono::steady_clock::time_point start_;
-  bool resolved_ = false, has_best_ = false;
-  double best_ = 0;
   int64_t last_step_ = -1;
 };
 
@@ -140,16 +130,14 @@ torchfit::PluginInfo describe() {
   info.options->add_options()                                                                            //
       ("path", po::value<std::string>()->default_value("events.jsonl"), "the JSON Lines file (appended)")  //
       ("every-steps", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0, "(0: epochs only)"))->default_value(0),
-       "also log the running train values every N optimizer steps (0: epochs only)")                     //
-      ("monitor", po::value<std::string>()->default_value("val_loss"), "value whose new bests are logged")  //
-      ("mode", po::value<std::string>()->default_value("auto"), "min, max, or auto (from the metric)");
+       "also log the running train values every N optimizer steps (0: epochs only)");
+  torchfit::add_monitor_options(*info.options, "the new_best events", false);
   return info;
 }
 
 std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   const auto every = o["every-steps"].as<int64_t>();
-  return std::make_shared<EventLog>(o["path"].as<std::string>(), every, o["monitor"].as<std::string>(),
-                                    torchfit::parse_monitor_mode(o["mode"].as<std::string>(), "event_log.mode"));
+  return std::make_shared<EventLog>(o["path"].as<std::string>(), every, torchfit::monitor_from_options(o, "event_log"));
 }
 
 }  // namespace

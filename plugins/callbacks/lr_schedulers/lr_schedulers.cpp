@@ -190,32 +190,24 @@ class OneCycleLr final : public Schedule {
 class ReduceLrOnPlateau final : public torchfit::Callback {
  public:
   struct Settings {
-    std::string monitor = "val_loss";
-    std::string mode = "auto";
+    torchfit::Monitor monitor;  // its min-delta: PyTorch's threshold, relative or absolute
     double factor = 0.1;
     int64_t patience = 10;
-    double threshold = 1e-4;
-    bool relative = true;
     int64_t cooldown = 0;
     double min_lr = 0;
     double eps = 1e-8;
   };
-  explicit ReduceLrOnPlateau(Settings s)
-      : s_(std::move(s)), monitor_(s_.monitor, torchfit::parse_monitor_mode(s_.mode, "reduce_lr_on_plateau.mode")) {}
+  explicit ReduceLrOnPlateau(Settings s) : s_(std::move(s)), monitor_(s_.monitor) {}
 
-  std::vector<std::string> monitored_keys() const override { return {s_.monitor}; }
+  std::vector<const torchfit::Monitor*> monitors() const override { return {&monitor_}; }
 
   void on_fit_begin(Context&) override {
-    has_best_ = false;
+    monitor_.reset();
     bad_epochs_ = cooldown_counter_ = 0;
   }
 
   void on_epoch_end(Context& ctx) override {
-    const double current = monitor_.current(ctx);
-    const bool higher = monitor_.higher_is_better(ctx);
-    if (!has_best_ || better(current, higher)) {
-      best_ = current;
-      has_best_ = true;
+    if (monitor_.update(monitor_.current(ctx), ctx.epoch)) {
       bad_epochs_ = 0;
     } else {
       ++bad_epochs_;
@@ -232,7 +224,7 @@ class ReduceLrOnPlateau final : public torchfit::Callback {
         if (rates[g] - lowered > s_.eps) {
           groups[g].options().set_lr(lowered);
           torchfit::logger("reduce_lr_on_plateau")
-              ->info("epoch {}: {} did not improve for {} epochs; lr{} lowered to {}", ctx.epoch, s_.monitor,
+              ->info("epoch {}: {} did not improve for {} epochs; lr{} lowered to {}", ctx.epoch, monitor_.key(),
                      bad_epochs_, g ? "_" + std::to_string(g) : std::string(), torchfit::format_value(lowered));
         }
       }
@@ -242,30 +234,20 @@ class ReduceLrOnPlateau final : public torchfit::Callback {
   }
 
   void state_dict(torch::serialize::OutputArchive& archive) const override {
-    archive.write("has_best", c10::IValue(has_best_));
-    archive.write("best", c10::IValue(best_));
+    monitor_.save(archive);
     archive.write("bad_epochs", c10::IValue(bad_epochs_));
     archive.write("cooldown_counter", c10::IValue(cooldown_counter_));
   }
   void load_state_dict(torch::serialize::InputArchive& archive) override {
     c10::IValue v;
-    if (archive.try_read("has_best", v)) has_best_ = v.toBool();
-    if (archive.try_read("best", v)) best_ = v.toDouble();
+    monitor_.load(archive);
     if (archive.try_read("bad_epochs", v)) bad_epochs_ = v.toInt();
     if (archive.try_read("cooldown_counter", v)) cooldown_counter_ = v.toInt();
   }
 
  private:
-  // PyTorch's is_better, in its four modes.
-  bool better(double current, bool higher) const {
-    if (s_.relative) return higher ? current > best_ * (1 + s_.threshold) : current < best_ * (1 - s_.threshold);
-    return higher ? current > best_ + s_.threshold : current < best_ - s_.threshold;
-  }
-
   Settings s_;
   torchfit::Monitor monitor_;
-  bool has_best_ = false;
-  double best_ = 0;
   int64_t bad_epochs_ = 0;
   int64_t cooldown_counter_ = 0;
 };
@@ -334,9 +316,8 @@ torchfit::PluginInfo describe() {
   }
   torchfit::PluginInfo info(torchfit::PluginKind::Callback, "reduce_lr_on_plateau", "1.0.0",
                             "LR schedule: lower the rate when a monitored value stops improving (PyTorch's ReduceLROnPlateau)");
+  torchfit::add_monitor_options(*info.options, "a plateau", false);
   info.options->add_options()                                                                                 //
-      ("monitor", po::value<std::string>()->default_value("val_loss"), "logged value to watch")              //
-      ("mode", po::value<std::string>()->default_value("auto"), "min, max, or auto (from the metric)")        //
       ("factor", torchfit::number<double>(torchfit::NumberRange::between(0, 1, true, true))->default_value(0.1, "0.1"), "multiplier when the value plateaus")       //
       ("patience", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0))->default_value(10), "epochs without improvement before lowering")    //
       ("threshold", torchfit::number<double>(torchfit::NumberRange::at_least(0))->default_value(1e-4, "0.0001"), "smallest improvement that counts")  //
@@ -378,16 +359,14 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
                                         o["div-factor"].as<double>(), o["final-div-factor"].as<double>());
   }
   ReduceLrOnPlateau::Settings s;
-  s.monitor = o["monitor"].as<std::string>();
-  s.mode = o["mode"].as<std::string>();
-  s.factor = o["factor"].as<double>();
-  s.patience = o["patience"].as<int64_t>();
-  s.threshold = o["threshold"].as<double>();
   const auto mode = o["threshold-mode"].as<std::string>();
   if (mode != "rel" && mode != "abs") {
     throw ConfigError("reduce_lr_on_plateau.threshold-mode must be rel or abs, got '" + mode + "'");
   }
-  s.relative = mode == "rel";
+  const auto base = torchfit::monitor_from_options(o, "reduce_lr_on_plateau");
+  s.monitor = torchfit::Monitor(base.key(), base.mode(), o["threshold"].as<double>(), base.owner(), mode == "rel");
+  s.factor = o["factor"].as<double>();
+  s.patience = o["patience"].as<int64_t>();
   s.cooldown = o["cooldown"].as<int64_t>();
   s.min_lr = o["min-lr"].as<double>();
   return std::make_shared<ReduceLrOnPlateau>(s);

@@ -19,8 +19,7 @@ namespace fs = std::filesystem;
 
 struct Settings {
   fs::path path = "checkpoint";
-  std::string monitor = "val_loss";
-  torchfit::MonitorMode mode = torchfit::MonitorMode::Auto;
+  torchfit::Monitor monitor;
   bool save_best_only = true;
   bool save_last = false;
   int64_t every_n_epochs = 1;
@@ -40,7 +39,7 @@ struct Settings {
 class ModelCheckpoint final : public torchfit::Callback {
  public:
   bool rank_zero_only() const override { return true; }
-  explicit ModelCheckpoint(Settings s) : s_(std::move(s)), monitor_(s_.monitor, s_.mode) {}
+  explicit ModelCheckpoint(Settings s) : s_(std::move(s)), monitor_(s_.monitor) {}
 
   ~ModelCheckpoint() override {
     try {
@@ -52,8 +51,7 @@ class ModelCheckpoint final : public torchfit::Callback {
 
   void on_fit_begin(torchfit::Context& ctx) override {
     torchfit::check_writable_parent(s_.path, "checkpoint path");
-    resolved_ = false;
-    has_best_ = false;
+    monitor_.reset();
     best_epochs_.clear();
   }
 
@@ -94,7 +92,7 @@ class ModelCheckpoint final : public torchfit::Callback {
     bool write;  // else delete
   };
 
-  std::vector<std::string> monitored_keys() const override { return {s_.monitor}; }
+  std::vector<const torchfit::Monitor*> monitors() const override { return {&monitor_}; }
 
   void finish() {
     if (pending_.valid()) pending_.get();
@@ -108,17 +106,10 @@ class ModelCheckpoint final : public torchfit::Callback {
       return;
     }
     const double current = monitor_.current(ctx);  // throws, listing the logged keys, when missing
-    if (!resolved_) {
-      monitor_.higher_is_better(ctx);
-      if (!has_best_) best_ = monitor_.worst();
-      has_best_ = true;
-      resolved_ = true;
-    }
-    const bool improved = monitor_.improves(current, best_);
+    const bool improved = monitor_.update(current, ctx.epoch);
     if (improved) {
-      best_ = current;
-      best_epoch_ = ctx.epoch;
-      torchfit::logger("model_checkpoint")->info("<<<<<< reach best {} : {} >>>>>>", s_.monitor, torchfit::format_value(current));
+      torchfit::logger("model_checkpoint")
+          ->info("<<<<<< reach best {} : {} >>>>>>", monitor_.key(), torchfit::format_value(current));
     }
     if (improved || !s_.save_best_only) {
       plan_.push_back({s_.path, true});
@@ -133,9 +124,7 @@ class ModelCheckpoint final : public torchfit::Callback {
   void state_dict(torch::serialize::OutputArchive& archive) const override {
     // The files of the epochs already done must be on disk before the state says they are.
     const_cast<ModelCheckpoint*>(this)->finish();
-    archive.write("has_best", c10::IValue(has_best_));
-    archive.write("best", c10::IValue(best_));
-    archive.write("best_epoch", c10::IValue(best_epoch_));
+    monitor_.save(archive);
     c10::List<int64_t> epochs;
     c10::List<double> values;
     for (const auto& [value, epoch] : best_epochs_) {
@@ -147,9 +136,7 @@ class ModelCheckpoint final : public torchfit::Callback {
   }
   void load_state_dict(torch::serialize::InputArchive& archive) override {
     c10::IValue v, e;
-    if (archive.try_read("has_best", v)) has_best_ = v.toBool();
-    if (archive.try_read("best", v)) best_ = v.toDouble();
-    if (archive.try_read("best_epoch", v)) best_epoch_ = v.toInt();
+    monitor_.load(archive);
     if (archive.try_read("top_values", v) && archive.try_read("top_epochs", e)) {
       best_epochs_.clear();
       auto values = v.toDoubleList();
@@ -169,7 +156,7 @@ class ModelCheckpoint final : public torchfit::Callback {
   }
 
   void keep_top_k(torchfit::Context& ctx, double current) {
-    const bool higher = monitor_.mode_name() == "max";
+    const bool higher = monitor_.higher_is_better();
     auto better = [&](const auto& a, const auto& b) { return higher ? a.first > b.first : a.first < b.first; };
     const std::pair<double, int64_t> entry{current, ctx.epoch};
     auto at = std::upper_bound(best_epochs_.begin(), best_epochs_.end(), entry, better);
@@ -187,10 +174,6 @@ class ModelCheckpoint final : public torchfit::Callback {
 
   Settings s_;
   torchfit::Monitor monitor_;
-  bool resolved_ = false;
-  bool has_best_ = false;  // best_ holds a value seen (also after a resume), not the initial worst
-  double best_ = 0;
-  int64_t best_epoch_ = 0;
   std::vector<std::pair<double, int64_t>> best_epochs_;  // (value, epoch), best first
   std::vector<Step> plan_;
   std::shared_ptr<torchfit::WeightSnapshot> snapshot_;  // the weights being written, kept for the next save
@@ -201,9 +184,9 @@ torchfit::PluginInfo describe() {
   torchfit::PluginInfo info(torchfit::PluginKind::Callback, "model_checkpoint", "1.0.0",
                             "Saves the best weights (and optionally the last and the top k) atomically");
   info.options->add_options()                                                                         //
-      ("ckpt-path", po::value<std::string>()->default_value("checkpoint"), "file for the best weights")  //
-      ("monitor", po::value<std::string>()->default_value("val_loss"), "logged value that decides the best")  //
-      ("mode", po::value<std::string>()->default_value("auto"), "min, max, or auto (from the metric)")      //
+      ("ckpt-path", po::value<std::string>()->default_value("checkpoint"), "file for the best weights");
+  torchfit::add_monitor_options(*info.options, "the best epoch", false);
+  info.options->add_options()  //
       ("save-best-only", po::value<bool>()->default_value(true, "true"),
        "write the checkpoint only when the monitored value improves (else every considered epoch)")  //
       ("save-last", po::value<bool>()->default_value(false, "false"), "also write <ckpt-path>.last after every epoch")  //
@@ -216,8 +199,7 @@ torchfit::PluginInfo describe() {
 std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   Settings s;
   s.path = o["ckpt-path"].as<std::string>();
-  s.monitor = o["monitor"].as<std::string>();
-  s.mode = torchfit::parse_monitor_mode(o["mode"].as<std::string>(), "model_checkpoint.mode");
+  s.monitor = torchfit::monitor_from_options(o, "model_checkpoint");
   s.save_best_only = o["save-best-only"].as<bool>();
   s.save_last = o["save-last"].as<bool>();
   s.every_n_epochs = o["every-n-epochs"].as<int64_t>();

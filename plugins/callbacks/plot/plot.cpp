@@ -66,8 +66,11 @@ struct Curve {
 class Plot final : public torchfit::Callback {
  public:
   bool rank_zero_only() const override { return true; }
-  Plot(std::filesystem::path path, std::string monitor, torchfit::MonitorMode mode)
-      : path_(std::move(path)), monitor_(std::move(monitor), mode) {}
+  Plot(std::filesystem::path path, torchfit::Monitor monitor) : path_(std::move(path)), monitor_(std::move(monitor)) {
+    monitor_.key_may_be_missing();  // an epoch without it marks no best
+  }
+
+  std::vector<const torchfit::Monitor*> monitors() const override { return {&monitor_}; }
 
   void on_fit_begin(torchfit::Context& ctx) override { torchfit::check_writable_parent(path_, "plot.path"); }
 
@@ -75,17 +78,8 @@ class Plot final : public torchfit::Callback {
     std::vector<torchfit::Logs> rows = ctx.history().rows();
     rows.push_back(ctx.logs);  // this epoch's row joins the history after on_epoch_end
     std::optional<double> best_epoch;
-    if (ctx.logs.contains(monitor_.key())) {
-      const bool higher = monitor_.higher_is_better(ctx);
-      std::optional<double> best;
-      for (const auto& row : rows) {
-        const auto v = row.get(monitor_.key());
-        if (v && std::isfinite(*v) && (!best || (higher ? *v > *best : *v < *best))) {
-          best = *v;
-          best_epoch = row.at("epoch");
-        }
-      }
-    }
+    monitor_.resolve(ctx);
+    if (const auto best = monitor_.best_row(rows)) best_epoch = rows[*best].at("epoch");
     const std::string svg = render(rows, best_epoch);
     torchfit::atomic_write_text(path_, [&](std::ostream& out) { out << svg; });
   }
@@ -216,24 +210,22 @@ class Plot final : public torchfit::Callback {
   }
 
   std::filesystem::path path_;
-  mutable torchfit::Monitor monitor_;
+  torchfit::Monitor monitor_;
 };
 
 torchfit::PluginInfo describe() {
   torchfit::PluginInfo info(torchfit::PluginKind::Callback, "plot", "1.0.0",
                             "Draws the training curves to an SVG file after every epoch, the best epoch marked");
   info.options->add_options()                                                                               //
-      ("path", po::value<std::string>()->default_value("history.svg"), "the SVG file, rewritten every epoch")  //
-      ("monitor", po::value<std::string>()->default_value("val_loss"), "value whose best epoch is marked")  //
-      ("mode", po::value<std::string>()->default_value("auto"), "min, max, or auto (from the metric)");
+      ("path", po::value<std::string>()->default_value("history.svg"), "the SVG file, rewritten every epoch");
+  torchfit::add_monitor_options(*info.options, "the best epoch marked", false);
   return info;
 }
 
 std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   const auto path = o["path"].as<std::string>();
   if (path.empty()) throw torchfit::ConfigError("plot.path must not be empty");
-  return std::make_shared<Plot>(path, o["monitor"].as<std::string>(),
-                                torchfit::parse_monitor_mode(o["mode"].as<std::string>(), "plot.mode"));
+  return std::make_shared<Plot>(path, torchfit::monitor_from_options(o, "plot"));
 }
 
 }  // namespace
