@@ -3,6 +3,7 @@
 // Exits 1 unless w is within 0.3 of (2, -3), b within 0.3 of 10 and val MAE below 1.8.
 #include <torchfit/torchfit.hpp>
 
+#include <cmath>
 #include <iostream>
 
 namespace tf = torchfit;
@@ -19,8 +20,10 @@ int main(int argc, char** argv) {
       "early_stopping", plugins.parse_options(plugins.find("early_stopping", tf::PluginKind::Callback), {"--patience=10"}));
 
   torch::nn::Linear net(2, 1);
+  // A learning-rate schedule (PyTorch's LambdaLR): the rate shrinks by 2% an epoch.
+  auto decay = tf::lambda_schedule([](int64_t epoch) { return std::pow(0.98, static_cast<double>(epoch)); });
   tf::Trainer model(net, torch::nn::MSELoss(), plugins.make_metrics({"mae"}),
-                    std::make_shared<torch::optim::Adam>(net->parameters(), torch::optim::AdamOptions(0.05)));
+                    std::make_shared<torch::optim::Adam>(net->parameters(), torch::optim::AdamOptions(0.05)), decay);
   auto history = model.fit(tf::DataLoader(parts[0], tf::LoaderOptions(16).shuffle(true)), tf::DataLoader(parts[1], 16),
                            tf::FitOptions().epochs(epochs).callbacks({stop}));
   std::cout << history.tail(3) << "stopped: " << history.stop_reason() << "\n";

@@ -288,7 +288,7 @@ std::string Trainer::serialize_state(const Context& ctx, const FitRun& run, cons
   archive.write("dataset_size", c10::IValue(train.dataset_size()));  // -1: a stream of unknown length
   archive.write("world_size", c10::IValue(static_cast<int64_t>(comm_ ? comm_->world_size() : 1)));
 
-  // The model, its gradients mid-accumulation, the optimizer, the scheduler.
+  // The model, its gradients mid-accumulation, the optimizer (a schedule is a callback: below).
   std::vector<std::pair<std::string, torch::Tensor>> weights, grads;
   for (const auto& p : net_.module().named_parameters()) {
     weights.emplace_back(p.key(), p.value());
@@ -300,11 +300,6 @@ std::string Trainer::serialize_state(const Context& ctx, const FitRun& run, cons
   OutputArchive optimizer;
   optimizer_->save(optimizer);
   archive.write("optimizer", optimizer);
-  if (scheduler_) {
-    OutputArchive scheduler;
-    scheduler_->state_dict(scheduler);
-    archive.write("scheduler", scheduler);
-  }
   // A custom step: every optimizer it owns, by name, and its own state.
   if (step_) {
     std::vector<std::string> names;
@@ -516,8 +511,8 @@ void Trainer::restore_state(Resume& resume, Context& ctx) {
     InputArchive optimizer;
     archive.read("optimizer", optimizer);
     load_optimizer(*optimizer_, optimizer);
-    InputArchive scheduler;
-    if (scheduler_ && archive.try_read("scheduler", scheduler)) scheduler_->load_state_dict(scheduler);
+    InputArchive scheduler;  // older state files kept the constructor's schedule apart from the callbacks
+    if (schedule_ && archive.try_read("scheduler", scheduler)) schedule_->load_state_dict(scheduler);
     if (step_) {
       c10::IValue listed;
       const auto saved = archive.try_read("step_optimizers", listed) ? read_strings(archive, "step_optimizers")

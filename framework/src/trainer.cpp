@@ -103,7 +103,6 @@ void release_batch(Context& ctx) {
 
 Net& Context::net() const { return trainer_->net_; }
 torch::optim::Optimizer& Context::optimizer() const { return *trainer_->optimizer_; }
-Scheduler* Context::scheduler() const { return trainer_->scheduler_.get(); }
 torch::Device Context::device() const { return trainer_->device_; }
 const History& Context::history() const { return trainer_->history_; }
 Logs Context::running_logs() const { return trainer_->running_logs(); }
@@ -122,17 +121,17 @@ void Context::request_stop(std::string reason, StopWhen when) {
 // ---- Trainer -------------------------------------------------------------------------------
 
 Trainer::Trainer(Net net, Loss loss, Metrics metrics, std::shared_ptr<torch::optim::Optimizer> optimizer,
-                 std::shared_ptr<Scheduler> scheduler)
+                 std::shared_ptr<Schedule> schedule)
     : Trainer(std::move(net), Losses{{"", std::move(loss), 1.0, ""}}, std::move(metrics), std::move(optimizer),
-              std::move(scheduler)) {}
+              std::move(schedule)) {}
 
 Trainer::Trainer(Net net, Losses losses, Metrics metrics, std::shared_ptr<torch::optim::Optimizer> optimizer,
-                 std::shared_ptr<Scheduler> scheduler)
+                 std::shared_ptr<Schedule> schedule)
     : net_(std::move(net)),
       losses_(std::move(losses)),
       metrics_(std::move(metrics)),
       optimizer_(std::move(optimizer)),
-      scheduler_(std::move(scheduler)),
+      schedule_(std::move(schedule)),
       device_(default_device()) {
   if (!net_) {
     throw ConfigError("Trainer needs a net; got an empty one");
@@ -204,12 +203,12 @@ Trainer::Trainer(Net net, Losses losses, Metrics metrics, std::shared_ptr<torch:
 }
 
 Trainer::Trainer(Net net, std::shared_ptr<Step> step, Metrics metrics,
-                 std::shared_ptr<torch::optim::Optimizer> optimizer, std::shared_ptr<Scheduler> scheduler)
+                 std::shared_ptr<torch::optim::Optimizer> optimizer, std::shared_ptr<Schedule> schedule)
     : Trainer(std::move(net), Losses{{"", Loss([](const torch::Tensor&, const torch::Tensor&) -> torch::Tensor {
                                             throw Error("a trainer with a custom step has no loss of its own");
                                           }, "step", TargetShape::Any), 1.0, ""}},
               std::move(metrics), optimizer ? optimizer : (step && !step->optimizers().empty() ? step->optimizers()[0].second : nullptr),
-              std::move(scheduler)) {
+              std::move(schedule)) {
   if (!step) throw ConfigError("Trainer was given an empty custom step");
   step_ = std::move(step);
   losses_.clear();
@@ -352,9 +351,6 @@ bool Trainer::step_optimizer(Context& ctx, torch::optim::Optimizer& optimizer, c
 void Trainer::optimizer_step(Context& ctx, const Callbacks& callbacks, const FitOptions& options) {
   if (!step_optimizer(ctx, *optimizer_, callbacks, options, true)) return;
   ++ctx.global_step;
-  if (scheduler_ && scheduler_->interval() == Scheduler::Interval::Step) {
-    scheduler_->step(ctx);
-  }
 }
 
 // ---- custom steps --------------------------------------------------------------------------
@@ -451,9 +447,6 @@ bool Trainer::run_step(Context& ctx, const Callbacks& callbacks) {
   }
   sample_count_ += ctx.batch_size;
   ++ctx.global_step;
-  if (scheduler_ && scheduler_->interval() == Scheduler::Interval::Step) {
-    scheduler_->step(ctx);
-  }
   return true;
 }
 
@@ -825,6 +818,18 @@ std::shared_ptr<Communicator> data_parallel(const FitOptions& options) {
   const auto& comm = options.communicator();
   return comm && comm->world_size() > 1 ? comm : nullptr;
 }
+
+// One learning-rate schedule per fit, run first in every hook: the rate it sets is the one
+// every other callback (lr_monitor, nan_guard, unfreeze) sees, wherever it was listed.
+void order_schedules(Callbacks& callbacks) {
+  std::stable_partition(callbacks.begin(), callbacks.end(),
+                        [](const auto& cb) { return dynamic_cast<const Schedule*>(cb.get()) != nullptr; });
+  if (callbacks.size() > 1 && dynamic_cast<const Schedule*>(callbacks[1].get())) {
+    throw ConfigError("two learning-rate schedules in one fit, '" + callbacks[0]->name() + "' and '" +
+                      callbacks[1]->name() + "': each sets the optimizer's rate, so one would undo the other. Keep "
+                      "one (cosine_lr has its own warm-up: --cosine_lr.warmup N)");
+  }
+}
 }  // namespace
 
 Trainer::FitRun::FitRun(Trainer& trainer, const FitOptions& options, const DataLoader& train_in,
@@ -843,9 +848,11 @@ Trainer::FitRun::FitRun(Trainer& trainer, const FitOptions& options, const DataL
   if (!t.scaler_ && t.precision_ == Precision::FP16Mixed) t.scaler_ = std::make_shared<GradScaler>();
   // Data-parallel: this process's shard of the data; the callbacks that only report or write
   // files run on rank 0 alone.
+  if (t.schedule_) callbacks.push_back(t.schedule_);
   for (const auto& cb : options.callbacks()) {
     if (rank == 0 || !cb->rank_zero_only()) callbacks.push_back(cb);
   }
+  order_schedules(callbacks);
   train = train_in.to(t.device_);
   val = has_val ? val_in.to(t.device_) : DataLoader();
   if (t.comm_) {
@@ -999,9 +1006,6 @@ History Trainer::fit(const DataLoader& train_in, const DataLoader& val_in, const
       }
       ctx.stage = Stage::Fit;
       ctx.logs.set("time", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      if (scheduler_ && scheduler_->interval() == Scheduler::Interval::Epoch) {
-        scheduler_->step(ctx);
-      }
       try {
         TORCHFIT_DISPATCH(callbacks, ctx, on_epoch_end);
       } catch (...) {

@@ -374,6 +374,9 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       {"train --model dnn_binary --callbacks lr_monitor,reduce_lr_on_plateau --reduce_lr_on_plateau.monitor lr",
        "reduce_lr_on_plateau watches 'lr' with mode auto, but nothing in this fit says whether a higher or a lower lr "
        "is better (the loss and the metrics say it for their values): set --reduce_lr_on_plateau.mode to min or max"},
+      // Two schedules would each set the rate: refused, whatever the order.
+      {"train --model dnn_binary --callbacks step_lr,progress_bar,cosine_lr",
+       "two learning-rate schedules in one fit, 'step_lr' and 'cosine_lr': each sets the optimizer's rate"},
       // A broken plugin asked for is refused by name and file.
       {"train --model dnn_binary --callbacks exploding_describe" + kBrokenPlugins,
        "exploding_describe.so) failed to describe itself: describe() exploded"},

@@ -43,7 +43,7 @@ struct Run {
 };
 
 Run fit(const std::vector<double>& scores, tf::Callbacks extra, std::shared_ptr<torch::optim::Optimizer> opt = nullptr,
-        std::shared_ptr<tf::Scheduler> sched = nullptr) {
+        std::shared_ptr<tf::Schedule> sched = nullptr) {
   Run r;
   tf::seed_everything(2);
   r.net = torch::nn::Linear(2, 1);

@@ -132,7 +132,8 @@ BOOST_AUTO_TEST_CASE(reduce_lr_on_plateau_matches_python) {
   // epochs 0-4 at 0.1, lowered after epoch 4, 0.05 for 5-8, lowered after 8, then 0.025.
   struct Script : tf::Callback {
     std::vector<double> values{1.0, 0.9, 0.9, 0.9, 0.9, 0.5, 0.5, 0.5, 0.5, 0.5};
-    void on_epoch_end(tf::Context& ctx) override { ctx.logs.set("score", values.at(ctx.epoch - 1)); }
+    // Logged by the end of validation: a schedule runs first in on_epoch_end, where it reads it.
+    void on_validation_end(tf::Context& ctx) override { ctx.logs.set("score", values.at(ctx.epoch - 1)); }
     std::vector<std::string> logged_keys(const tf::Context&) const override { return {"score"}; }
   };
   const auto f = fit_with("reduce_lr_on_plateau",
@@ -222,4 +223,55 @@ BOOST_AUTO_TEST_CASE(a_wrapped_libtorch_scheduler_survives_a_resume) {
     BOOST_TEST(resumed[e].at("lr") == whole[e].at("lr"));
   }
   BOOST_TEST(whole[7].at("lr") < kBase);  // it did decay
+}
+
+BOOST_AUTO_TEST_CASE(a_lambda_schedule_is_pythons_lambda_lr) {
+  // LambdaLR(lr_lambda=lambda e: 0.9 ** e), given to the trainer's constructor.
+  torch::manual_seed(0);
+  torch::nn::Linear net(2, 1);
+  auto optimizer = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(kBase));
+  tf::Trainer trainer(net, torch::nn::MSELoss(), tf::Metrics{}, optimizer,
+                      tf::lambda_schedule([](int64_t e) { return std::pow(0.9, static_cast<double>(e)); }));
+  const auto data = test::regression_data(40, 1);
+  const auto h = trainer.fit(tf::DataLoader(data, tf::LoaderOptions(10)),
+                             tf::FitOptions().epochs(4).callbacks({test::make_callback("lr_monitor", {})}));
+  check_epoch_rates(h, [](int64_t e) { return kBase * std::pow(0.9, static_cast<double>(e)); });
+}
+
+BOOST_AUTO_TEST_CASE(a_schedule_runs_first_wherever_it_is_listed) {
+  // A callback listed before step_lr reads the rate at the start of each epoch: the rate
+  // step_lr set for that epoch, not the previous one (no "put the schedule first" rule).
+  struct EpochStartRates : tf::Callback {
+    std::vector<double> rates;
+    void on_train_epoch_begin(tf::Context& ctx) override { rates.push_back(tf::learning_rates(ctx.optimizer())[0]); }
+  };
+  auto seen = std::make_shared<EpochStartRates>();
+  const auto f = fit_with("step_lr", {"--step-size=1", "--gamma=0.5"}, 4, seen);
+  BOOST_REQUIRE_EQUAL(seen->rates.size(), 4u);
+  for (size_t e = 0; e < 4; ++e) BOOST_TEST(seen->rates[e] == kBase * std::pow(0.5, static_cast<double>(e)));
+  check_epoch_rates(f.history, [](int64_t e) { return kBase * std::pow(0.5, static_cast<double>(e)); });
+}
+
+BOOST_AUTO_TEST_CASE(two_schedules_in_one_fit_are_refused) {
+  // Each would set the rate its own way: refused before a batch, naming both.
+  auto seen = std::make_shared<StepRates>();
+  try {
+    fit_with("step_lr", {}, 2, test::make_callback("cosine_lr", {}));
+    BOOST_FAIL("expected a ConfigError");
+  } catch (const tf::ConfigError& e) {
+    const std::string what = e.what();
+    BOOST_TEST(what.find("two learning-rate schedules in one fit, 'cosine_lr' and 'step_lr'") != std::string::npos,
+               what);
+  }
+  // The trainer's own schedule counts as one.
+  torch::nn::Linear net(2, 1);
+  auto optimizer = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(kBase));
+  tf::Trainer trainer(net, torch::nn::MSELoss(), tf::Metrics{}, optimizer,
+                      tf::wrap_scheduler(std::make_shared<torch::optim::StepLR>(*optimizer, 2, 0.5)));
+  BOOST_CHECK_THROW(trainer.fit(tf::DataLoader(test::regression_data(40, 1), tf::LoaderOptions(10)),
+                                tf::FitOptions().epochs(1).callbacks({test::make_callback("reduce_lr_on_plateau",
+                                                                                          {"--monitor=train_loss"}),
+                                                                      seen})),
+                    tf::ConfigError);
+  BOOST_TEST(seen->rates.empty());
 }

@@ -19,7 +19,6 @@
 namespace torchfit {
 
 class Trainer;
-class Scheduler;
 class Callback;
 class Monitor;
 struct FitOptions;
@@ -74,8 +73,6 @@ class TORCHFIT_EXPORT Context {
   Trainer& trainer() const { return *trainer_; }
   Net& net() const;
   torch::optim::Optimizer& optimizer() const;
-  /// The LR scheduler, or nullptr when there is none.
-  Scheduler* scheduler() const;
   torch::Device device() const;
   const History& history() const;
 

@@ -27,8 +27,8 @@ using StepValues = std::vector<std::pair<std::string, torch::Tensor>>;
 /// on_after_backward run around it, mixed precision scales it) and ctx.step(optimizer) for each
 /// optimizer step (its gradients unscaled and clipped as FitOptions says, on_before_optimizer_step,
 /// then the step and zero_grad). Set ctx.outputs to what the net predicted when the trainer's
-/// metrics should see it. The trainer counts one global step per batch and steps an
-/// Interval::Step scheduler after it; the scheduler and lr_monitor act on the trainer's optimizer.
+/// metrics should see it. The trainer counts one global step per batch (a per-step schedule
+/// counts it too); schedules and lr_monitor act on the trainer's optimizer.
 class TORCHFIT_EXPORT Step {
  public:
   virtual ~Step() = default;

@@ -86,20 +86,22 @@ class TORCHFIT_EXPORT Trainer {
   /// `net`: any module (see Net: one or several inputs and outputs). `loss`: a LibTorch loss
   /// module or any callable (preds, targets) -> scalar, for a net of one output and a batch of
   /// one target. `metrics`: named metrics, logged as train_<name> and val_<name>. `optimizer`:
-  /// Adam with lr 3e-4 over the net's parameters when null.
+  /// Adam with lr 3e-4 over the net's parameters when null. `schedule`: a learning-rate
+  /// schedule (scheduler.hpp), run as the first callback of every fit; the same as giving it
+  /// in FitOptions::callbacks().
   Trainer(Net net, Loss loss, Metrics metrics = {}, std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr,
-          std::shared_ptr<Scheduler> scheduler = nullptr);
+          std::shared_ptr<Schedule> schedule = nullptr);
   /// A net of several outputs: one loss per output (`{{"cls", CrossEntropyLoss()}, {"reg",
   /// MSELoss(), 0.5}}`), each logged as <output>_loss, their weighted sum as loss. A metric
   /// measures the output its name begins with: "cls_acc" the output "cls" (for_output() names
   /// them so), logged as train_cls_acc and val_cls_acc.
   Trainer(Net net, Losses losses, Metrics metrics = {}, std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr,
-          std::shared_ptr<Scheduler> scheduler = nullptr);
+          std::shared_ptr<Schedule> schedule = nullptr);
   /// A training step of your own (step.hpp: a GAN, several optimizers, a loss over several
-  /// fields) in place of a loss. `optimizer` is the one schedulers and lr_monitor act on; null:
+  /// fields) in place of a loss. `optimizer` is the one schedules and lr_monitor act on; null:
   /// the step's first. Metrics see what the step puts in ctx.outputs.
   Trainer(Net net, std::shared_ptr<Step> step, Metrics metrics = {},
-          std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr, std::shared_ptr<Scheduler> scheduler = nullptr);
+          std::shared_ptr<torch::optim::Optimizer> optimizer = nullptr, std::shared_ptr<Schedule> schedule = nullptr);
 
   /// Trains for options.epochs(), validating on `val` after each epoch. Returns the history
   /// (also kept in history()), whose stop_reason() says why training ended.
@@ -126,7 +128,8 @@ class TORCHFIT_EXPORT Trainer {
   const Losses& losses() const { return losses_; }
   const Metrics& metrics() const { return metrics_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
-  Scheduler* scheduler() const { return scheduler_.get(); }
+  /// The schedule given to the constructor, or nullptr.
+  Schedule* schedule() const { return schedule_.get(); }
   torch::Device device() const { return device_; }
   /// Moves the net (and with it the optimizer's parameters) to `device`.
   void to(torch::Device device);
@@ -230,7 +233,7 @@ class TORCHFIT_EXPORT Trainer {
   bool step_stepped_ = false;  // a custom step stepped an optimizer this batch
   Metrics metrics_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
-  std::shared_ptr<Scheduler> scheduler_;
+  std::shared_ptr<Schedule> schedule_;
   torch::Device device_;
   History history_;
 

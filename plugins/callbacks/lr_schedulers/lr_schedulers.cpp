@@ -31,54 +31,14 @@ int64_t batches_per_epoch(const Context& ctx, const char* option) {
   return ctx.num_batches;
 }
 
-// The base rates are the optimizer's at the first fit; a resume brings them back from the
-// state, as the schedule is a function of them and of the epoch or step.
-class Schedule : public torchfit::Callback {
- public:
-  explicit Schedule(bool per_step) : per_step_(per_step) {}
-
-  void on_fit_begin(Context& ctx) override {
-    base_ = torchfit::learning_rates(ctx.optimizer());
-    total_epochs_ = ctx.epochs;
-  }
-  void on_train_epoch_begin(Context& ctx) override {
-    steps_per_epoch_ = std::max<int64_t>(steps_per_epoch_, ctx.num_batches);
-    if (!per_step_) apply(ctx, ctx.epoch - 1);
-  }
-  void on_train_batch_begin(Context& ctx) override {
-    if (per_step_) apply(ctx, ctx.global_step);
-  }
-  void state_dict(torch::serialize::OutputArchive& archive) const override {
-    archive.write("base", c10::IValue(c10::List<double>(base_)));
-  }
-  void load_state_dict(torch::serialize::InputArchive& archive) override {
-    c10::IValue v;
-    if (archive.try_read("base", v)) {
-      base_.clear();
-      const auto list = v.toList();
-      for (size_t i = 0; i < list.size(); ++i) base_.push_back(list.get(i).toDouble());
-    }
-  }
-
- protected:
-  /// The rate of a group whose base rate is `base` at epoch or step `t` (0-based).
-  virtual double rate(double base, int64_t t) const = 0;
-
-  void apply(Context& ctx, int64_t t) {
-    auto& groups = ctx.optimizer().param_groups();
-    for (size_t g = 0; g < groups.size() && g < base_.size(); ++g) groups[g].options().set_lr(rate(base_[g], t));
-  }
-
-  bool per_step_;
-  std::vector<double> base_;
-  int64_t total_epochs_ = 0;
-  int64_t steps_per_epoch_ = 0;
-};
+using Interval = torchfit::Schedule::Interval;
+Interval interval_of(bool per_step) { return per_step ? Interval::Step : Interval::Epoch; }
 
 // StepLR: base * gamma^(t // step_size).
-class StepLr final : public Schedule {
+class StepLr final : public torchfit::FormulaSchedule {
  public:
-  StepLr(bool per_step, int64_t step_size, double gamma) : Schedule(per_step), step_size_(step_size), gamma_(gamma) {}
+  StepLr(bool per_step, int64_t step_size, double gamma)
+      : FormulaSchedule(interval_of(per_step)), step_size_(step_size), gamma_(gamma) {}
 
  protected:
   double rate(double base, int64_t t) const override {
@@ -91,10 +51,10 @@ class StepLr final : public Schedule {
 };
 
 // MultiStepLR: base * gamma^(number of milestones <= t).
-class MultiStepLr final : public Schedule {
+class MultiStepLr final : public torchfit::FormulaSchedule {
  public:
   MultiStepLr(bool per_step, std::vector<int64_t> milestones, double gamma)
-      : Schedule(per_step), milestones_(std::move(milestones)), gamma_(gamma) {}
+      : FormulaSchedule(interval_of(per_step)), milestones_(std::move(milestones)), gamma_(gamma) {}
 
  protected:
   double rate(double base, int64_t t) const override {
@@ -110,20 +70,20 @@ class MultiStepLr final : public Schedule {
 // LinearLR warm-up for `warmup` epochs/steps (factor from start_factor to 1), then
 // CosineAnnealingLR over t_max (as SequentialLR chains them): eta_min + (base - eta_min) *
 // (1 + cos(pi * t' / t_max)) / 2 with t' = t - warmup. After t_max the rate stays at eta_min.
-class CosineLr final : public Schedule {
+class CosineLr final : public torchfit::FormulaSchedule {
  public:
   CosineLr(bool per_step, int64_t t_max, double eta_min, int64_t warmup, double start_factor)
-      : Schedule(per_step), t_max_(t_max), eta_min_(eta_min), warmup_(warmup), start_factor_(start_factor) {}
+      : FormulaSchedule(interval_of(per_step)), t_max_(t_max), eta_min_(eta_min), warmup_(warmup), start_factor_(start_factor) {}
 
   void on_fit_begin(Context& ctx) override {
-    Schedule::on_fit_begin(ctx);
-    if (t_max_ <= 0 && !per_step_) resolved_t_max_ = std::max<int64_t>(1, ctx.epochs - warmup_);
+    FormulaSchedule::on_fit_begin(ctx);
+    if (t_max_ <= 0 && interval() == Interval::Epoch) resolved_t_max_ = std::max<int64_t>(1, ctx.epochs - warmup_);
   }
   void on_train_epoch_begin(Context& ctx) override {
-    if (t_max_ <= 0 && per_step_ && resolved_t_max_ == 0) {
+    if (t_max_ <= 0 && interval() == Interval::Step && resolved_t_max_ == 0) {
       resolved_t_max_ = std::max<int64_t>(1, ctx.epochs * batches_per_epoch(ctx, "cosine_lr.t-max") - warmup_);
     }
-    Schedule::on_train_epoch_begin(ctx);
+    FormulaSchedule::on_train_epoch_begin(ctx);
   }
 
  protected:
@@ -147,10 +107,10 @@ class CosineLr final : public Schedule {
 // OneCycleLR (two phases, cosine annealing), stepped after every optimizer step: from
 // max_lr / div_factor up to max_lr over pct_start of the steps, then down to
 // max_lr / div_factor / final_div_factor at the last step.
-class OneCycleLr final : public Schedule {
+class OneCycleLr final : public torchfit::FormulaSchedule {
  public:
   OneCycleLr(double max_lr, int64_t total_steps, double pct_start, double div_factor, double final_div_factor)
-      : Schedule(true),
+      : FormulaSchedule(Interval::Step),
         max_lr_(max_lr),
         total_steps_(total_steps),
         pct_start_(pct_start),
@@ -161,7 +121,7 @@ class OneCycleLr final : public Schedule {
     if (total_steps_ <= 0 && resolved_total_ == 0) {
       resolved_total_ = ctx.epochs * batches_per_epoch(ctx, "one_cycle_lr.total-steps");
     }
-    Schedule::on_train_epoch_begin(ctx);
+    FormulaSchedule::on_train_epoch_begin(ctx);
   }
 
  protected:
@@ -187,7 +147,7 @@ class OneCycleLr final : public Schedule {
 // ReduceLROnPlateau: after `patience` epochs without improvement of the monitored value
 // (relative or absolute threshold), multiply every rate by `factor`, not below min_lr; then
 // wait `cooldown` epochs before counting again.
-class ReduceLrOnPlateau final : public torchfit::Callback {
+class ReduceLrOnPlateau final : public torchfit::Schedule {
  public:
   struct Settings {
     torchfit::Monitor monitor;  // its min-delta: PyTorch's threshold, relative or absolute
@@ -197,7 +157,7 @@ class ReduceLrOnPlateau final : public torchfit::Callback {
     double min_lr = 0;
     double eps = 1e-8;
   };
-  explicit ReduceLrOnPlateau(Settings s) : s_(std::move(s)), monitor_(s_.monitor) {}
+  explicit ReduceLrOnPlateau(Settings s) : Schedule(Interval::Epoch), s_(std::move(s)), monitor_(s_.monitor) {}
 
   std::vector<const torchfit::Monitor*> monitors() const override { return {&monitor_}; }
 
