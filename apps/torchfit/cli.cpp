@@ -17,6 +17,7 @@
 #include <torchfit/logs.hpp>
 #include <torchfit/option_values.hpp>
 #include <torchfit/plugin_path.hpp>
+#include <torchfit/text.hpp>
 
 namespace torchfit::cli {
 
@@ -30,15 +31,12 @@ namespace {
 
 const char* const kDefaultCallbacks = "early_stopping,model_checkpoint,progress_bar,lr_monitor";
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    item = trim(item);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
+// The names in a list option ("a, b,"): torchfit's one list splitter, blank items (a trailing
+// comma) skipped.
+std::vector<std::string> names_in(const std::string& text) {
+  auto items = split_list(text);
+  items.erase(std::remove(items.begin(), items.end(), std::string()), items.end());
+  return items;
 }
 
 po::options_description general_options() {
@@ -119,7 +117,7 @@ po::options_description command_options(const std::string& command) {
         ("patience", number<int64_t>(NumberRange::at_least(0)), "shortcut for early_stopping.patience (default 5)")  //
         ("monitor", po::value<std::string>(),
          "value the callbacks watch: early_stopping.monitor and model_checkpoint.monitor (default val_loss)")  //
-        ("mode", po::value<std::string>(), "min, max or auto for the monitored value (default auto)")  //
+        ("mode", one_of({"min", "max", "auto"}), "for the monitored value (default auto: from its loss or metric)")  //
         ("ckpt-path", po::value<std::string>()->value_name("FILE")->default_value("checkpoint"),
          "best-weights file (model_checkpoint.ckpt-path); the run's settings go to FILE.ini, its full "
          "training state (for --resume) to FILE.state")  //
@@ -490,7 +488,7 @@ Invocation parse(int argc, char** argv) {
   const auto given = unique_plugin_folders(Registry::search_path(dirs));
   for (const auto& e : inv.config) {
     if (e.key != "plugin-dir") continue;
-    for (const auto& d : split_list(e.value)) {
+    for (const auto& d : names_in(e.value)) {
       if (named_config) {
         dirs.emplace_back(d);
       } else if (std::find(given.begin(), given.end(), unique_plugin_folders({d}).front()) == given.end()) {
@@ -538,7 +536,7 @@ Invocation parse(int argc, char** argv) {
   }
   if (inv.command == "train") {
     const auto list = value_of("callbacks").value_or(kDefaultCallbacks);
-    if (list != "none") inv.callbacks = split_list(list);
+    if (list != "none") inv.callbacks = names_in(list);
     const bool quiet = (first.count("quiet") && first["quiet"].as<bool>()) || inv.config_value("quiet") == "true";
     if (quiet) inv.callbacks.erase(std::remove(inv.callbacks.begin(), inv.callbacks.end(), "progress_bar"),
                                    inv.callbacks.end());
@@ -552,7 +550,7 @@ Invocation parse(int argc, char** argv) {
     }
   }
   if (auto metrics = value_of("metrics"); metrics && inv.command != "summary" && inv.command != "plugins") {
-    inv.metrics = split_list(*metrics);
+    inv.metrics = names_in(*metrics);
   }
   if (inv.command == "train" || inv.command == "evaluate") {
     // The metric plugins behind the named metrics (or all metric plugins, for the model's defaults).

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include <torchfit/torchfit.hpp>
+#include <torchfit/text.hpp>
 
 namespace torchfit::cli {
 
@@ -334,7 +335,6 @@ int run_train(Invocation& inv) {
   const double clip_value = inv.options["clip-grad-value"].as<double>();
   const double momentum = inv.options["momentum"].as<double>();
   const double weight_decay = inv.options["weight-decay"].as<double>();
-  if (inv.has("mode")) parse_monitor_mode(inv.options["mode"].as<std::string>(), "--mode");
   const fs::path history_path = inv.options["history"].as<std::string>();
   const fs::path ckpt_path = inv.options["ckpt-path"].as<std::string>();
   const fs::path config_path = ckpt_path.string() + ".ini";

@@ -10,6 +10,7 @@
 #include "torchfit/errors.hpp"
 #include "torchfit/io.hpp"
 #include "torchfit/loss.hpp"
+#include "torchfit/text.hpp"
 #include "envelope.hpp"
 
 #include <sstream>

@@ -15,7 +15,7 @@
 
 #include "torchfit/errors.hpp"
 #include "torchfit/io.hpp"
-#include "torchfit/registry.hpp"
+#include "torchfit/text.hpp"
 
 namespace torchfit {
 namespace fs = std::filesystem;

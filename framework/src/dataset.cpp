@@ -9,6 +9,7 @@
 #include "data_errors.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/loss.hpp"
+#include "torchfit/text.hpp"
 
 namespace torchfit {
 

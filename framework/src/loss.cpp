@@ -2,16 +2,9 @@
 #include "torchfit/loss.hpp"
 
 #include "torchfit/errors.hpp"
+#include "torchfit/text.hpp"
 
 namespace torchfit {
-
-std::string shape_string(torch::IntArrayRef sizes) {
-  std::string out = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    out += (i ? ", " : "") + std::to_string(sizes[i]);
-  }
-  return out + "]";
-}
 
 TargetShape Loss::targets_for(const std::string& module_name) {
   if (module_name.find("CrossEntropyLoss") != std::string::npos || module_name.find("NLLLoss") != std::string::npos) {

@@ -8,6 +8,7 @@
 #include "torchfit/errors.hpp"
 #include "torchfit/loss.hpp"
 #include "torchfit/logs.hpp"
+#include "torchfit/text.hpp"
 
 namespace torchfit {
 

@@ -3,6 +3,7 @@
 
 #include "torchfit/errors.hpp"
 #include "torchfit/batch.hpp"
+#include "torchfit/text.hpp"
 
 namespace torchfit {
 

@@ -116,7 +116,7 @@ void Monitor::load(torch::serialize::InputArchive& archive) {
 void add_monitor_options(po::options_description& options, const std::string& what, bool with_min_delta) {
   options.add_options()                                                                          //
       ("monitor", po::value<std::string>()->default_value("val_loss"), ("logged value that decides " + what).c_str())  //
-      ("mode", po::value<std::string>()->default_value("auto"),
+      ("mode", one_of({"min", "max", "auto"})->default_value("auto"),
        "min, max, or auto: from the loss or the metric behind the value (an error for a value neither logs)");
   if (with_min_delta) {
     options.add_options()("min-delta", number<double>(NumberRange::at_least(0))->default_value(0.0),

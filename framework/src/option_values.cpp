@@ -1,6 +1,9 @@
 // Lists in option values: split, trimmed, parsed whole.
 #include "torchfit/option_values.hpp"
 
+#include "torchfit/text.hpp"
+
+#include <algorithm>
 #include <cmath>
 #include <exception>
 #include <sstream>
@@ -97,6 +100,35 @@ NumberRange NumberRange::up_to(double max_value, const std::string& why) const {
   r.max_open = false;
   r.what += " up to " + number_text(max_value) + (why.empty() ? "" : " (" + why + ")");
   return r;
+}
+
+Choice::Choice(std::vector<std::string> words)
+    : boost::program_options::typed_value<std::string>(nullptr), words_(std::move(words)) {
+  std::string name;
+  for (const auto& w : words_) name += (name.empty() ? "" : "|") + w;
+  value_name(name);
+}
+
+void Choice::xparse(boost::any& store, const std::vector<std::string>& tokens) const {
+  boost::program_options::typed_value<std::string>::xparse(store, tokens);
+  const std::string* v = boost::any_cast<std::string>(&store);
+  if (v && std::find(words_.begin(), words_.end(), *v) == words_.end()) {
+    constexpr size_t kShown = 60;
+    const std::string shown = v->size() > kShown ? v->substr(0, kShown) + "..." : *v;
+    const std::string guess = closest_name(*v, words_);
+    boost::program_options::error_with_option_name error("%canonical_option% must be " + either(words_) + ", got '" +
+                                                         shown + "'" +
+                                                         (guess.empty() ? "" : " (did you mean '" + guess + "'?)"));
+    throw error;
+  }
+}
+
+Choice* one_of(std::vector<std::string> words) { return new Choice(std::move(words)); }
+
+std::string either(const std::vector<std::string>& words) {
+  std::string out;
+  for (size_t i = 0; i < words.size(); ++i) out += (i == 0 ? "" : i + 1 == words.size() ? " or " : ", ") + words[i];
+  return out;
 }
 
 std::string refusal(const NumberRange& range, const std::string& token) {

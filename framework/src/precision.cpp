@@ -7,7 +7,7 @@
 
 #include "torchfit/compat.hpp"
 #include "torchfit/errors.hpp"
-#include "torchfit/registry.hpp"
+#include "torchfit/text.hpp"
 
 namespace torchfit {
 

@@ -13,6 +13,7 @@
 #include "torchfit/errors.hpp"
 #include "torchfit/log.hpp"
 #include "torchfit/plugin_path.hpp"
+#include "torchfit/text.hpp"
 
 namespace torchfit {
 namespace fs = std::filesystem;
@@ -141,21 +142,6 @@ std::string join(const std::vector<std::string>& items, const std::string& sep =
   return out;
 }
 
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) {
-    prev[j] = j;
-  }
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
 // What is wrong with `file` as an ELF shared library, read from its headers, or "" when
 // they fit in the file (the dynamic loader checks the rest and says so in dlerror()). Only
 // the damage that would crash the loader is looked for: headers, segments or section tables
@@ -197,19 +183,6 @@ std::string elf_damage(const fs::path& file) {
 }
 
 }  // namespace
-
-std::string closest_name(const std::string& typo, const std::vector<std::string>& names) {
-  std::string best;
-  size_t best_distance = std::max<size_t>(2, typo.size() / 3) + 1;
-  for (const auto& name : names) {
-    auto d = edit_distance(typo, name);
-    if (d < best_distance) {
-      best = name;
-      best_distance = d;
-    }
-  }
-  return best;
-}
 
 std::vector<fs::path> Registry::search_path(const std::vector<fs::path>& extra) {
   return plugin_search_path(fs::path(boost::dll::program_location().string()), extra,

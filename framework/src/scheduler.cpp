@@ -39,19 +39,6 @@ void FormulaSchedule::apply(Context& ctx, int64_t t) {
   for (size_t g = 0; g < groups.size() && g < base_.size(); ++g) groups[g].options().set_lr(rate(base_[g], t));
 }
 
-void FormulaSchedule::state_dict(torch::serialize::OutputArchive& archive) const {
-  archive.write("base", c10::IValue(c10::List<double>(base_)));
-}
-
-void FormulaSchedule::load_state_dict(torch::serialize::InputArchive& archive) {
-  c10::IValue v;
-  if (archive.try_read("base", v)) {
-    base_.clear();
-    const auto list = v.toList();
-    for (size_t i = 0; i < list.size(); ++i) base_.push_back(list.get(i).toDouble());
-  }
-}
-
 namespace {
 
 class LambdaSchedule final : public FormulaSchedule {

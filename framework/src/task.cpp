@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "torchfit/errors.hpp"
-#include "torchfit/registry.hpp"  // closest_name
+#include "torchfit/text.hpp"
 
 namespace torchfit {
 

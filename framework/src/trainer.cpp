@@ -12,7 +12,7 @@
 #include "torchfit/errors.hpp"
 #include "torchfit/log.hpp"
 #include "torchfit/monitor.hpp"
-#include "torchfit/registry.hpp"  // closest_name
+#include "torchfit/text.hpp"
 #include "torchfit/signals.hpp"
 #include "trainer_state.hpp"
 

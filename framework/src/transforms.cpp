@@ -6,6 +6,7 @@
 #include "torchfit/compat.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/loss.hpp"
+#include "torchfit/text.hpp"
 
 namespace torchfit {
 

@@ -15,7 +15,7 @@
 #include "torchfit/checkpoint.hpp"
 #include "torchfit/errors.hpp"
 #include "torchfit/io.hpp"
-#include "torchfit/loss.hpp"  // shape_string
+#include "torchfit/text.hpp"
 #include "weights_detail.hpp"
 
 namespace torchfit {

@@ -322,6 +322,10 @@ BOOST_AUTO_TEST_CASE(usage_errors_exit_2_with_suggestions_and_write_nothing) {
       {"train --model dnn_binary --callbacks none --early_stopping.patience 3",
        "belongs to plugin 'early_stopping', which this command does not load"},
       {"train --model dnn_binary --mode avg", "--mode must be min, max or auto, got 'avg'"},
+      // A word option (one_of) names the words and the closest one.
+      {"train --model dnn_binary --callbacks lr_monitor --lr_monitor.logging-interval stpe",
+       "--lr_monitor.logging-interval must be epoch or step, got 'stpe' (did you mean 'step'?)"},
+      {"train --model dnn_binary --early_stopping.mode mix", "--early_stopping.mode must be min, max or auto, got 'mix'"},
       {"train --model dnn_binary --epochs 0", "--epochs must be a positive number, got 0"},
       {"train --model dnn_binary --batch-size 0", "--batch-size must be a positive number, got 0"},
       {"train --model dnn_binary --epochs", "--epochs"},

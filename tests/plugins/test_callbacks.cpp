@@ -10,6 +10,8 @@
 
 #include "../support.hpp"
 
+#include <torchfit/monitor.hpp>
+
 namespace tf = torchfit;
 namespace fs = std::filesystem;
 
@@ -299,4 +301,66 @@ BOOST_AUTO_TEST_CASE(progress_lines_when_not_a_terminal) {
   BOOST_TEST(text.find("score: 3") != std::string::npos);
   BOOST_TEST(text.find('\r') == std::string::npos);
   BOOST_TEST(std::count(text.begin(), text.end(), '\n') == 3);
+}
+
+BOOST_AUTO_TEST_CASE(state_fields_are_named_once_for_saving_and_loading) {
+  int64_t count = 7;
+  double rate = 0.25;
+  bool seen = true;
+  std::string word = "cosine";
+  std::vector<double> rates{0.1, 0.01};
+  std::vector<int64_t> epochs{3, 1};
+  tf::Monitor best("val_loss", tf::MonitorMode::Min);
+  best.update(0.5, 2);
+  auto fields = [&] {
+    return tf::StateFields()
+        .add("count", count)
+        .add("rate", rate)
+        .add("seen", seen)
+        .add("word", word)
+        .add("rates", rates)
+        .add("epochs", epochs)
+        .add(best);
+  };
+  BOOST_TEST(fields().keys() == std::vector<std::string>({"count", "rate", "seen", "word", "rates", "epochs", "has_best",
+                                                          "best", "best_epoch"}),
+             boost::test_tools::per_element());
+  torch::serialize::OutputArchive out;
+  fields().save(out);
+  std::ostringstream bytes;
+  out.save_to(bytes);
+  auto archive = [&] {
+    torch::serialize::InputArchive in;
+    std::istringstream read(bytes.str());
+    in.load_from(read);
+    return in;
+  };
+  count = 0, rate = 0, seen = false, word.clear(), rates.clear(), epochs.clear(), best.reset();
+  auto in = archive();
+  fields().load(in);
+  BOOST_TEST(count == 7);
+  BOOST_TEST(rate == 0.25);
+  BOOST_TEST(seen);
+  BOOST_TEST(word == "cosine");
+  BOOST_TEST(rates == std::vector<double>({0.1, 0.01}), boost::test_tools::per_element());
+  BOOST_TEST(epochs == std::vector<int64_t>({3, 1}), boost::test_tools::per_element());
+  BOOST_TEST(best.best() == 0.5);
+  BOOST_TEST(best.best_epoch() == 2);
+
+  // A field the state lacks (written before it existed) keeps its value.
+  int64_t added = 42;
+  auto in2 = archive();
+  tf::StateFields().add("added", added).load(in2);
+  BOOST_TEST(added == 42);
+  // A field of another type is refused by name, not misread.
+  double count_as_number = 0;
+  auto in3 = archive();
+  try {
+    tf::StateFields().add("count", count_as_number).load(in3);
+    BOOST_FAIL("expected a CheckpointError");
+  } catch (const tf::CheckpointError& e) {
+    BOOST_TEST(std::string(e.what()).find("state field 'count' holds Int, not a number") != std::string::npos, e.what());
+  }
+  // A key listed twice is a programming error.
+  BOOST_CHECK_THROW(tf::StateFields().add("count", count).add("count", added), std::logic_error);
 }

@@ -15,6 +15,7 @@
 #include "torchfit/history.hpp"
 #include "torchfit/logs.hpp"
 #include "torchfit/net.hpp"
+#include "torchfit/state_fields.hpp"
 
 namespace torchfit {
 
@@ -160,11 +161,15 @@ class TORCHFIT_EXPORT Callback {
   /// Runs when a hook, the loss or the net throws; the error propagates afterwards.
   virtual void on_exception(Context& ctx, const std::exception& error) {}
 
-  /// Saves this callback's state (best value, wait count, ...) so it survives a resume. The
-  /// trainer calls it whenever it saves its state file: finish any file writes still in
-  /// flight first, so the state never refers to a file that is not complete on disk.
-  virtual void state_dict(torch::serialize::OutputArchive& archive) const {}
-  virtual void load_state_dict(torch::serialize::InputArchive& archive) {}
+  /// The fields this callback keeps across a resume (a wait count, a Monitor, base rates), each
+  /// named once (state_fields.hpp). The default state_dict() and load_state_dict() save and read
+  /// them; most callbacks override only this.
+  virtual StateFields state_fields() { return {}; }
+  /// Saves this callback's state so it survives a resume: by default its state_fields(). The
+  /// trainer calls it whenever it saves its state file: finish any file writes still in flight
+  /// first, so the state never refers to a file that is not complete on disk.
+  virtual void state_dict(torch::serialize::OutputArchive& archive) const;
+  virtual void load_state_dict(torch::serialize::InputArchive& archive);
 
   /// The Monitors this callback keeps (the best value of val_loss, val_acc, ...). Before epoch 1
   /// fit() checks that an epoch will log each key, so a mistyped key fails at once with the keys

@@ -73,7 +73,5 @@ struct OutputLoss {
 };
 using Losses = std::vector<OutputLoss>;
 
-/// "[16, 1]": a shape as people read it.
-TORCHFIT_EXPORT std::string shape_string(torch::IntArrayRef sizes);
 
 }  // namespace torchfit

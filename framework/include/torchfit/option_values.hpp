@@ -88,4 +88,24 @@ CheckedNumber<T>* number(NumberRange range = NumberRange::finite()) {
   return new CheckedNumber<T>(std::move(range));
 }
 
+/// A text option that takes one of a few words (epoch or step; min, max or auto), refused as it
+/// is parsed with the closest word: `--lr_monitor.logging-interval must be epoch or step, got
+/// 'stpe' (did you mean 'step'?)`. Every such option of the runner and the standard plugins is
+/// declared with it:
+///
+///     ("interval", torchfit::one_of({"epoch", "step"})->default_value("epoch"), "...")
+class TORCHFIT_EXPORT Choice final : public boost::program_options::typed_value<std::string> {
+ public:
+  explicit Choice(std::vector<std::string> words);
+  void xparse(boost::any& store, const std::vector<std::string>& tokens) const override;
+  const std::vector<std::string>& words() const { return words_; }
+
+ private:
+  std::vector<std::string> words_;
+};
+
+TORCHFIT_EXPORT Choice* one_of(std::vector<std::string> words);
+/// "min, max or auto".
+TORCHFIT_EXPORT std::string either(const std::vector<std::string>& words);
+
 }  // namespace torchfit

@@ -74,7 +74,5 @@ class TORCHFIT_EXPORT Registry {
   std::vector<SkippedFile> skipped_;
 };
 
-/// The candidate in `names` closest to `typo` (edit distance), or empty when none is close.
-TORCHFIT_EXPORT std::string closest_name(const std::string& typo, const std::vector<std::string>& names);
 
 }  // namespace torchfit

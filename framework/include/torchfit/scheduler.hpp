@@ -43,8 +43,7 @@ class TORCHFIT_EXPORT FormulaSchedule : public Schedule {
   void on_fit_begin(Context& ctx) override;
   void on_train_epoch_begin(Context& ctx) override;
   void on_train_batch_begin(Context& ctx) override;
-  void state_dict(torch::serialize::OutputArchive& archive) const override;
-  void load_state_dict(torch::serialize::InputArchive& archive) override;
+  StateFields state_fields() override { return StateFields().add("base", base_); }
 
  protected:
   /// The rate of a group whose base rate is `base` at epoch or step `t` (0-based).

@@ -85,10 +85,12 @@ class EarlyStopping final : public torchfit::Callback {
     }
   }
 
+  torchfit::StateFields state_fields() override {
+    return torchfit::StateFields().add("wait", wait_).add("stopped_epoch", stopped_epoch_).add(monitor_);
+  }
+  // The fields, and the best epoch's weights.
   void state_dict(torch::serialize::OutputArchive& archive) const override {
-    archive.write("wait", c10::IValue(wait_));
-    archive.write("stopped_epoch", c10::IValue(stopped_epoch_));
-    monitor_.save(archive);
+    Callback::state_dict(archive);
     c10::List<std::string> names;
     for (size_t i = 0; i < best_weights_.size(); ++i) {
       names.push_back(best_weights_[i].first);
@@ -97,10 +99,8 @@ class EarlyStopping final : public torchfit::Callback {
     archive.write("best_weight_names", c10::IValue(names));
   }
   void load_state_dict(torch::serialize::InputArchive& archive) override {
+    Callback::load_state_dict(archive);
     c10::IValue v;
-    if (archive.try_read("wait", v)) wait_ = v.toInt();
-    if (archive.try_read("stopped_epoch", v)) stopped_epoch_ = v.toInt();
-    monitor_.load(archive);
     best_weights_.clear();
     if (archive.try_read("best_weight_names", v)) {
       const auto names = v.toList();

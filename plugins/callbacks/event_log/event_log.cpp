@@ -103,10 +103,7 @@ class EventLog final : public torchfit::Callback {
     out_.close();
   }
 
-  void state_dict(torch::serialize::OutputArchive& archive) const override {
-    monitor_.save(archive);
-  }
-  void load_state_dict(torch::serialize::InputArchive& archive) override { monitor_.load(archive); }
+  torchfit::StateFields state_fields() override { return torchfit::StateFields().add(monitor_); }
 
  private:
   double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }

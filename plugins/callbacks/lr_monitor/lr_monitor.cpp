@@ -1,6 +1,7 @@
 // lr_monitor: logs the learning rate into the history's lr column and reports its changes.
 #include <torchfit/errors.hpp>
 #include <torchfit/log.hpp>
+#include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
 #include <torchfit/scheduler.hpp>
 
@@ -64,17 +65,13 @@ torchfit::PluginInfo describe() {
   torchfit::PluginInfo info(torchfit::PluginKind::Callback, "lr_monitor", "1.0.0",
                             "Logs the learning rate (history column lr) and reports when it changes");
   info.options->add_options()  //
-      ("logging-interval", po::value<std::string>()->default_value("epoch"),
+      ("logging-interval", torchfit::one_of({"epoch", "step"})->default_value("epoch"),
        "when to look for changes: epoch, or step (after every optimizer step)");
   return info;
 }
 
 std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
-  const auto interval = o["logging-interval"].as<std::string>();
-  if (interval != "epoch" && interval != "step") {
-    throw torchfit::ConfigError("lr_monitor.logging-interval must be epoch or step, got '" + interval + "'");
-  }
-  return std::make_shared<LrMonitor>(interval == "step");
+  return std::make_shared<LrMonitor>(o["logging-interval"].as<std::string>() == "step");
 }
 
 }  // namespace

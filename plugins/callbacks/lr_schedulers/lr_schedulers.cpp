@@ -193,16 +193,8 @@ class ReduceLrOnPlateau final : public torchfit::Schedule {
     }
   }
 
-  void state_dict(torch::serialize::OutputArchive& archive) const override {
-    monitor_.save(archive);
-    archive.write("bad_epochs", c10::IValue(bad_epochs_));
-    archive.write("cooldown_counter", c10::IValue(cooldown_counter_));
-  }
-  void load_state_dict(torch::serialize::InputArchive& archive) override {
-    c10::IValue v;
-    monitor_.load(archive);
-    if (archive.try_read("bad_epochs", v)) bad_epochs_ = v.toInt();
-    if (archive.try_read("cooldown_counter", v)) cooldown_counter_ = v.toInt();
+  torchfit::StateFields state_fields() override {
+    return torchfit::StateFields().add(monitor_).add("bad_epochs", bad_epochs_).add("cooldown_counter", cooldown_counter_);
   }
 
  private:
@@ -212,16 +204,10 @@ class ReduceLrOnPlateau final : public torchfit::Schedule {
   int64_t cooldown_counter_ = 0;
 };
 
-bool per_step(const torchfit::PluginOptions& o, const char* plugin) {
-  const auto interval = o["interval"].as<std::string>();
-  if (interval != "epoch" && interval != "step") {
-    throw ConfigError(std::string(plugin) + ".interval must be epoch or step, got '" + interval + "'");
-  }
-  return interval == "step";
-}
+bool per_step(const torchfit::PluginOptions& o) { return o["interval"].as<std::string>() == "step"; }
 
 void add_interval(po::options_description& d) {
-  d.add_options()("interval", po::value<std::string>()->default_value("epoch"),
+  d.add_options()("interval", torchfit::one_of({"epoch", "step"})->default_value("epoch"),
                   "epoch: t counts epochs (the rate changes between epochs); step: t counts optimizer steps");
 }
 
@@ -281,7 +267,7 @@ torchfit::PluginInfo describe() {
       ("factor", torchfit::number<double>(torchfit::NumberRange::between(0, 1, true, true))->default_value(0.1, "0.1"), "multiplier when the value plateaus")       //
       ("patience", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0))->default_value(10), "epochs without improvement before lowering")    //
       ("threshold", torchfit::number<double>(torchfit::NumberRange::at_least(0))->default_value(1e-4, "0.0001"), "smallest improvement that counts")  //
-      ("threshold-mode", po::value<std::string>()->default_value("rel"), "rel (relative to the best) or abs")  //
+      ("threshold-mode", torchfit::one_of({"rel", "abs"})->default_value("rel"), "rel (relative to the best) or abs")  //
       ("cooldown", torchfit::number<int64_t>(torchfit::NumberRange::at_least(0))->default_value(0), "epochs to wait after lowering before counting again")  //
       ("min-lr", torchfit::number<double>(torchfit::NumberRange::at_least(0))->default_value(0.0), "the rate never goes below this");
   return info;
@@ -290,7 +276,7 @@ torchfit::PluginInfo describe() {
 std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   const std::string name = TORCHFIT_SCHEDULER_NAME;
   if (name == "step_lr") {
-    return std::make_shared<StepLr>(per_step(o, "step_lr"), o["step-size"].as<int64_t>(), o["gamma"].as<double>());
+    return std::make_shared<StepLr>(per_step(o), o["step-size"].as<int64_t>(), o["gamma"].as<double>());
   }
   if (name == "multistep_lr") {
     std::vector<int64_t> milestones;
@@ -305,12 +291,12 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
                           o["milestones"].as<std::string>() + "'");
       }
     }
-    return std::make_shared<MultiStepLr>(per_step(o, "multistep_lr"), milestones, o["gamma"].as<double>());
+    return std::make_shared<MultiStepLr>(per_step(o), milestones, o["gamma"].as<double>());
   }
   if (name == "cosine_lr") {
     const auto warmup = o["warmup"].as<int64_t>();
     const auto start = o["warmup-start-factor"].as<double>();
-    return std::make_shared<CosineLr>(per_step(o, "cosine_lr"), o["t-max"].as<int64_t>(), o["eta-min"].as<double>(),
+    return std::make_shared<CosineLr>(per_step(o), o["t-max"].as<int64_t>(), o["eta-min"].as<double>(),
                                       warmup, start);
   }
   if (name == "one_cycle_lr") {
@@ -320,9 +306,6 @@ std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   }
   ReduceLrOnPlateau::Settings s;
   const auto mode = o["threshold-mode"].as<std::string>();
-  if (mode != "rel" && mode != "abs") {
-    throw ConfigError("reduce_lr_on_plateau.threshold-mode must be rel or abs, got '" + mode + "'");
-  }
   const auto base = torchfit::monitor_from_options(o, "reduce_lr_on_plateau");
   s.monitor = torchfit::Monitor(base.key(), base.mode(), o["threshold"].as<double>(), base.owner(), mode == "rel");
   s.factor = o["factor"].as<double>();

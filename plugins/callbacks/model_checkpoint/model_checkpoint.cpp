@@ -52,7 +52,8 @@ class ModelCheckpoint final : public torchfit::Callback {
   void on_fit_begin(torchfit::Context& ctx) override {
     torchfit::check_writable_parent(s_.path, "checkpoint path");
     monitor_.reset();
-    best_epochs_.clear();
+    top_epochs_.clear();
+    top_values_.clear();
   }
 
   void on_fit_end(torchfit::Context& ctx) override { finish(); }
@@ -121,30 +122,13 @@ class ModelCheckpoint final : public torchfit::Callback {
 
  public:
 
+  torchfit::StateFields state_fields() override {
+    return torchfit::StateFields().add(monitor_).add("top_epochs", top_epochs_).add("top_values", top_values_);
+  }
   void state_dict(torch::serialize::OutputArchive& archive) const override {
     // The files of the epochs already done must be on disk before the state says they are.
     const_cast<ModelCheckpoint*>(this)->finish();
-    monitor_.save(archive);
-    c10::List<int64_t> epochs;
-    c10::List<double> values;
-    for (const auto& [value, epoch] : best_epochs_) {
-      values.push_back(value);
-      epochs.push_back(epoch);
-    }
-    archive.write("top_epochs", c10::IValue(epochs));
-    archive.write("top_values", c10::IValue(values));
-  }
-  void load_state_dict(torch::serialize::InputArchive& archive) override {
-    c10::IValue v, e;
-    monitor_.load(archive);
-    if (archive.try_read("top_values", v) && archive.try_read("top_epochs", e)) {
-      best_epochs_.clear();
-      auto values = v.toDoubleList();
-      auto epochs = e.toIntList();
-      for (size_t i = 0; i < values.size() && i < epochs.size(); ++i) {
-        best_epochs_.emplace_back(values.get(i), epochs.get(i));
-      }
-    }
+    Callback::state_dict(archive);
   }
 
  private:
@@ -156,25 +140,26 @@ class ModelCheckpoint final : public torchfit::Callback {
   }
 
   void keep_top_k(torchfit::Context& ctx, double current) {
-    const bool higher = monitor_.higher_is_better();
-    auto better = [&](const auto& a, const auto& b) { return higher ? a.first > b.first : a.first < b.first; };
-    const std::pair<double, int64_t> entry{current, ctx.epoch};
-    auto at = std::upper_bound(best_epochs_.begin(), best_epochs_.end(), entry, better);
-    const auto rank = static_cast<int64_t>(at - best_epochs_.begin());
-    if (s_.top_k != -1 && rank >= s_.top_k) {
+    // Its rank: after every kept epoch at least as good (an equal value keeps the earlier epoch first).
+    size_t rank = 0;
+    while (rank < top_values_.size() && !monitor_.improves(current, top_values_[rank])) ++rank;
+    if (s_.top_k != -1 && static_cast<int64_t>(rank) >= s_.top_k) {
       return;  // not among the k best: nothing to write
     }
     plan_.push_back({epoch_path(ctx.epoch), true});
-    best_epochs_.insert(at, entry);
-    while (s_.top_k != -1 && static_cast<int64_t>(best_epochs_.size()) > s_.top_k) {
-      plan_.push_back({epoch_path(best_epochs_.back().second), false});
-      best_epochs_.pop_back();
+    top_values_.insert(top_values_.begin() + static_cast<std::ptrdiff_t>(rank), current);
+    top_epochs_.insert(top_epochs_.begin() + static_cast<std::ptrdiff_t>(rank), ctx.epoch);
+    while (s_.top_k != -1 && static_cast<int64_t>(top_values_.size()) > s_.top_k) {
+      plan_.push_back({epoch_path(top_epochs_.back()), false});
+      top_values_.pop_back();
+      top_epochs_.pop_back();
     }
   }
 
   Settings s_;
   torchfit::Monitor monitor_;
-  std::vector<std::pair<double, int64_t>> best_epochs_;  // (value, epoch), best first
+  std::vector<int64_t> top_epochs_;  // the k best epochs, best first
+  std::vector<double> top_values_;  // their values
   std::vector<Step> plan_;
   std::shared_ptr<torchfit::WeightSnapshot> snapshot_;  // the weights being written, kept for the next save
   std::future<void> pending_;

@@ -109,18 +109,12 @@ class NanGuard final : public torchfit::Callback {
     }
   }
 
-  void state_dict(torch::serialize::OutputArchive& archive) const override {
-    archive.write("skipped_total", c10::IValue(skipped_total_));
-    archive.write("skipped_epoch", c10::IValue(skipped_epoch_));
-    archive.write("rollbacks", c10::IValue(rollbacks_));
-    archive.write("skipped_in_a_row", c10::IValue(skipped_in_a_row_));
-  }
-  void load_state_dict(torch::serialize::InputArchive& archive) override {
-    c10::IValue v;
-    if (archive.try_read("skipped_total", v)) skipped_total_ = v.toInt();
-    if (archive.try_read("skipped_epoch", v)) skipped_epoch_ = v.toInt();
-    if (archive.try_read("rollbacks", v)) rollbacks_ = v.toInt();
-    if (archive.try_read("skipped_in_a_row", v)) skipped_in_a_row_ = v.toInt();
+  torchfit::StateFields state_fields() override {
+    return torchfit::StateFields()
+        .add("skipped_total", skipped_total_)
+        .add("skipped_epoch", skipped_epoch_)
+        .add("rollbacks", rollbacks_)
+        .add("skipped_in_a_row", skipped_in_a_row_);
   }
 
  private:

@@ -149,7 +149,7 @@ torchfit::PluginInfo describe() {
   info.options->add_options()                                                                             //
       ("stream", po::value<std::string>()->default_value("stderr"),
        "where to write: stderr, stdout, or a file (appended to)")  //
-      ("style", po::value<std::string>()->default_value("auto"),
+      ("style", torchfit::one_of({"auto", "bar", "lines"})->default_value("auto"),
        "bar (redrawn in place), lines (one line per epoch), or auto (bar on a terminal, else lines)")  //
       ("refresh-rate", torchfit::number<double>(torchfit::NumberRange::positive())->default_value(10.0), "most redraws per second in bar style")  //
       ("width", torchfit::number<int>(torchfit::NumberRange::between(1, 200))->default_value(25), "bar width in characters");
@@ -158,9 +158,6 @@ torchfit::PluginInfo describe() {
 
 std::shared_ptr<torchfit::Callback> create(const torchfit::PluginOptions& o) {
   const auto style = o["style"].as<std::string>();
-  if (style != "auto" && style != "bar" && style != "lines") {
-    throw torchfit::ConfigError("progress_bar.style must be auto, bar or lines, got '" + style + "'");
-  }
   const double rate = o["refresh-rate"].as<double>();
   const int width = o["width"].as<int>();
   const auto stream = o["stream"].as<std::string>();

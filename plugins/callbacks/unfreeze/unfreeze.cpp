@@ -76,13 +76,7 @@ class Unfreeze final : public torchfit::Callback {
 
   // The full rates of the warmed-up groups: a run resumed during the warm-up finds its groups'
   // rates part-way up. (A resumed run's --freeze froze the same parameters again.)
-  void state_dict(torch::serialize::OutputArchive& archive) const override {
-    archive.write("base_lrs", c10::IValue(c10::List<double>(base_)));
-  }
-  void load_state_dict(torch::serialize::InputArchive& archive) override {
-    c10::IValue v;
-    if (archive.try_read("base_lrs", v) && v.isDoubleList()) base_ = v.toDoubleVector();
-  }
+  torchfit::StateFields state_fields() override { return torchfit::StateFields().add("base_lrs", base_); }
 
  private:
   Settings s_;

@@ -9,6 +9,7 @@
 
 #include <torchfit/errors.hpp>
 #include <torchfit/loss.hpp>
+#include <torchfit/text.hpp>
 
 namespace {
 

@@ -4,7 +4,7 @@
 #include <torchfit/logs.hpp>
 #include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
-#include <torchfit/registry.hpp>
+#include <torchfit/text.hpp>
 
 #include <sstream>
 

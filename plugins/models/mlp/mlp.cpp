@@ -3,8 +3,8 @@
 #include <torchfit/logs.hpp>
 #include <torchfit/option_values.hpp>
 #include <torchfit/plugin.hpp>
-#include <torchfit/registry.hpp>
 #include <torchfit/task.hpp>
+#include <torchfit/text.hpp>
 
 #include <algorithm>
 #include <limits>
