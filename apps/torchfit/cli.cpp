@@ -538,16 +538,19 @@ Invocation parse(int argc, char** argv) {
     const auto list = value_of("callbacks").value_or(kDefaultCallbacks);
     if (list != "none") inv.callbacks = names_in(list);
     const bool quiet = (first.count("quiet") && first["quiet"].as<bool>()) || inv.config_value("quiet") == "true";
-    if (quiet) inv.callbacks.erase(std::remove(inv.callbacks.begin(), inv.callbacks.end(), "progress_bar"),
-                                   inv.callbacks.end());
+    std::vector<std::string> kept;
     for (size_t i = 0; i < inv.callbacks.size(); ++i) {
       for (size_t j = 0; j < i; ++j) {
         if (inv.callbacks[i] == inv.callbacks[j]) {
           throw ConfigError("callback '" + inv.callbacks[i] + "' is listed twice in --callbacks");
         }
       }
-      loaded.push_back(&inv.registry->find(inv.callbacks[i], PluginKind::Callback));
+      const auto& entry = inv.registry->find(inv.callbacks[i], PluginKind::Callback);
+      if (quiet && entry.info.progress_display) continue;  // --quiet: no progress display
+      loaded.push_back(&entry);
+      kept.push_back(inv.callbacks[i]);
     }
+    inv.callbacks = std::move(kept);
   }
   if (auto metrics = value_of("metrics"); metrics && inv.command != "summary" && inv.command != "plugins") {
     inv.metrics = names_in(*metrics);

@@ -549,13 +549,8 @@ int run_train(Invocation& inv) {
               << format_value(history[*best].at("epoch")) << ")\n";
   }
   std::vector<std::pair<std::string, std::string>> files;
-  std::error_code ec;
-  if (std::find(inv.callbacks.begin(), inv.callbacks.end(), "model_checkpoint") != inv.callbacks.end() &&
-      fs::exists(ckpt_path, ec)) {
-    const auto info = read_checkpoint_info(ckpt_path);
-    std::string what = "weights of epoch " + format_value(info.logs.get("epoch").value_or(0));
-    if (auto v = info.logs.get(monitor)) what += " (" + monitor + " " + format_value(*v) + ")";
-    files.emplace_back(ckpt_path.string(), what);
+  for (const auto& cb : callbacks) {
+    for (auto& f : cb->output_files()) files.emplace_back(std::move(f.path), std::move(f.what));
   }
   files.emplace_back(history_path.string(), "history, " + std::to_string(history.size()) + " epochs");
   files.emplace_back(config_path.string(),

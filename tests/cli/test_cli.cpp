@@ -240,6 +240,31 @@ BOOST_AUTO_TEST_CASE(main_job_linear_regression_and_predict) {
   BOOST_TEST(json_value(e.out, "val_mae") < 1.8);
 }
 
+BOOST_AUTO_TEST_CASE(the_end_of_a_run_lists_every_file_its_callbacks_wrote) {
+  // Each callback says what it wrote (Callback::output_files); the runner knows no plugin names.
+  // --quiet leaves out the progress display even when it is listed.
+  test::TempDir dir;
+  auto r = run_torchfit("train --model dnn_binary --dnn_binary.per-ring 100 --epochs 3 -q "
+                        "--callbacks model_checkpoint,csv_logger,plot,event_log,progress_bar "
+                        "--model_checkpoint.save-last true --model_checkpoint.top-k 2",
+                        dir.path);
+  BOOST_REQUIRE(r.rc == 0);
+  BOOST_TEST(r.err.empty(), r.err);  // no progress lines
+  const auto info = torchfit::read_checkpoint_info(dir / "checkpoint");
+  const std::string best = "  checkpoint           weights of epoch " + torchfit::format_value(info.logs.at("epoch")) +
+                           " (val_loss " + torchfit::format_value(info.logs.at("val_loss")) + ")\n";
+  BOOST_TEST(has(r.out, "files:\n" + best), r.out);
+  for (const char* line : {"  checkpoint.last      latest weights, of epoch 3 (val_loss ",
+                           "  checkpoint.epochNNN  weights of the 2 best epochs by val_loss\n",
+                           "  training_log.csv     history as CSV (csv_logger)\n",
+                           "  history.svg          training curves, SVG (plot)\n",
+                           "  events.jsonl         events, JSON Lines (event_log)\n",
+                           "  history.csv          history, 3 epochs\n"}) {
+    BOOST_TEST(has(r.out, line), line);
+  }
+  BOOST_TEST(has(test::read_file(dir / "checkpoint.ini"), "callbacks = model_checkpoint,csv_logger,plot,event_log\n"));
+}
+
 BOOST_AUTO_TEST_CASE(threads_sets_the_kernels_thread_count) {
   test::TempDir dir;
   auto r = run_torchfit("train --model dnn_binary --epochs 1 --callbacks model_checkpoint --threads 3 --log-level debug", dir.path);

@@ -184,6 +184,15 @@ class TORCHFIT_EXPORT Callback {
   /// that other callbacks may monitor them. `ctx` gives the optimizer and the world size.
   virtual std::vector<std::string> logged_keys(const Context& ctx) const { return {}; }
 
+  /// A file a callback wrote, for the list `torchfit train` prints when a run ends.
+  struct OutputFile {
+    std::string path;
+    std::string what;  ///< a few words: "weights of epoch 57 (val_acc 0.928333)"
+  };
+  /// The files this callback wrote in the fit that exist now. The runner lists them with its
+  /// own (history, settings, state) at the end of a run, without knowing the plugin.
+  virtual std::vector<OutputFile> output_files() const { return {}; }
+
   /// Data-parallel training: true for a callback that only reports or writes files (progress,
   /// checkpoints, logs, plots), which then runs on rank 0 alone. Callbacks that change the
   /// training (LR schedules, early stopping, the NaN guard) keep the default and run on every

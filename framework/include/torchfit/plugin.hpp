@@ -42,6 +42,9 @@ struct TORCHFIT_EXPORT PluginInfo {
   std::string description;  ///< one line
   /// For metric plugins: the metric names this library provides.
   std::vector<std::string> provides;
+  /// For callback plugins: a progress display (progress_bar), which `torchfit train --quiet`
+  /// leaves out of the callbacks.
+  bool progress_display = false;
   /// The plugin's own options, unprefixed ("patience"). The runner shows them as
   /// --<plugin>.<option> and reads them from the [<plugin>] section of a config file.
   std::shared_ptr<boost::program_options::options_description> options;

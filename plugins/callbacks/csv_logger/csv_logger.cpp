@@ -16,6 +16,11 @@ class CsvLogger final : public torchfit::Callback {
   explicit CsvLogger(std::filesystem::path path) : path_(std::move(path)) {}
 
   void on_fit_begin(torchfit::Context& ctx) override { torchfit::check_writable_parent(path_, "csv_logger.path"); }
+  std::vector<OutputFile> output_files() const override {
+    std::error_code ec;
+    if (!std::filesystem::exists(path_, ec)) return {};
+    return {{path_.string(), "history as CSV (csv_logger)"}};
+  }
 
   // The row of this epoch is added to the history after on_epoch_end: write history + it.
   void on_epoch_end(torchfit::Context& ctx) override {

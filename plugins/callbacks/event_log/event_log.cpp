@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 namespace {
@@ -50,6 +51,11 @@ class EventLog final : public torchfit::Callback {
   }
 
   std::vector<const torchfit::Monitor*> monitors() const override { return {&monitor_}; }
+  std::vector<OutputFile> output_files() const override {
+    std::error_code ec;
+    if (!std::filesystem::exists(path_, ec)) return {};
+    return {{path_, "events, JSON Lines (event_log)"}};
+  }
 
   void on_fit_begin(torchfit::Context& ctx) override {
     out_.open(path_, std::ios::app);

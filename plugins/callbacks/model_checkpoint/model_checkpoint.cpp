@@ -95,6 +95,30 @@ class ModelCheckpoint final : public torchfit::Callback {
 
   std::vector<const torchfit::Monitor*> monitors() const override { return {&monitor_}; }
 
+  // What the files hold, read from the files themselves.
+  std::vector<OutputFile> output_files() const override {
+    std::vector<OutputFile> out;
+    auto describe = [&](const fs::path& file, const std::string& prefix) {
+      std::error_code ec;
+      if (!fs::exists(file, ec)) return;
+      try {
+        const auto info = torchfit::read_checkpoint_info(file);
+        std::string what = prefix + torchfit::format_value(info.logs.get("epoch").value_or(0));
+        if (auto v = info.logs.get(monitor_.key())) what += " (" + monitor_.key() + " " + torchfit::format_value(*v) + ")";
+        out.push_back({file.string(), what});
+      } catch (const std::exception&) {
+        out.push_back({file.string(), "weights (unreadable now)"});
+      }
+    };
+    describe(s_.path, "weights of epoch ");
+    if (s_.save_last) describe(last_path(), "latest weights, of epoch ");
+    if (!top_epochs_.empty() && (s_.top_k > 1 || s_.top_k == -1)) {
+      out.push_back({s_.path.string() + ".epochNNN", "weights of the " + std::to_string(top_epochs_.size()) +
+                                                         " best epochs by " + monitor_.key()});
+    }
+    return out;
+  }
+
   void finish() {
     if (pending_.valid()) pending_.get();
   }

@@ -73,6 +73,11 @@ class Plot final : public torchfit::Callback {
   std::vector<const torchfit::Monitor*> monitors() const override { return {&monitor_}; }
 
   void on_fit_begin(torchfit::Context& ctx) override { torchfit::check_writable_parent(path_, "plot.path"); }
+  std::vector<OutputFile> output_files() const override {
+    std::error_code ec;
+    if (!std::filesystem::exists(path_, ec)) return {};
+    return {{path_.string(), "training curves, SVG (plot)"}};
+  }
 
   void on_epoch_end(torchfit::Context& ctx) override {
     std::vector<torchfit::Logs> rows = ctx.history().rows();

@@ -146,6 +146,7 @@ class ProgressBar final : public torchfit::Callback {
 torchfit::PluginInfo describe() {
   torchfit::PluginInfo info(torchfit::PluginKind::Callback, "progress_bar", "1.0.0",
                             "Progress bar per epoch on a terminal; one plain line per epoch in logs and pipes");
+  info.progress_display = true;  // --quiet leaves it out
   info.options->add_options()                                                                             //
       ("stream", po::value<std::string>()->default_value("stderr"),
        "where to write: stderr, stdout, or a file (appended to)")  //
