@@ -325,54 +325,15 @@ std::shared_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
                     " Optimizers: adam, adamw, sgd");
 }
 
-}  // namespace
+// Data-parallel: --nproc N starts N workers running this same command (this process then only
+// waits for them: launcher_exit); a worker (WORLD_SIZE set, by the launcher or by hand on each
+// machine) joins the others (comm). One process: neither.
+struct Processes {
+  std::optional<int> launcher_exit;
+  std::shared_ptr<Communicator> comm;
+};
 
-int run_train(Invocation& inv) {
-  // Ranges are checked as the options are parsed (torchfit::number).
-  const auto epochs = inv.options["epochs"].as<int64_t>();
-  const auto accumulate = inv.options["accumulate"].as<int64_t>();
-  const double clip = inv.options["clip-grad-norm"].as<double>();
-  const double clip_value = inv.options["clip-grad-value"].as<double>();
-  const double momentum = inv.options["momentum"].as<double>();
-  const double weight_decay = inv.options["weight-decay"].as<double>();
-  const fs::path history_path = inv.options["history"].as<std::string>();
-  const fs::path ckpt_path = inv.options["ckpt-path"].as<std::string>();
-  const fs::path config_path = ckpt_path.string() + ".ini";
-  const fs::path state_path = ckpt_path.string() + ".state";
-  check_writable_parent(history_path, "history file");
-  check_writable_parent(config_path, "checkpoint path");
-  const auto device = parse_device(inv.options["device"].as<std::string>());
-  const auto precision = parse_precision(inv.options["precision"].as<std::string>());
-  { AutocastGuard check(precision, device); }  // 16-mixed on a CPU: refused before any file is written
-  const auto state_every = inv.options["state-every-steps"].as<int64_t>();
-  const bool resuming = !inv.resume_state.empty();
-  const auto& saved = inv.resume_info;
-  // The history file, written from the history in memory. Its text is what the file must hold.
-  auto history_text = [&](const History& h) {
-    return history_path.extension() == ".json" ? h.to_json_string() : h.to_csv_string();
-  };
-  auto save_history = [&](const History& h) {
-    atomic_write_text(history_path, [&](std::ostream& out) { out << history_text(h); });
-  };
-  if (resuming && (saved.stopped || (saved.finished && epochs <= saved.epochs_done))) {
-    // The run ended, but its last history write may have failed (a full disk): the state holds
-    // the history too, and the file is made whole from it.
-    const auto kept = read_state_history(inv.resume_state);
-    std::ifstream in(history_path, std::ios::binary);
-    const std::string on_disk{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    if (!in.is_open() || on_disk != history_text(kept)) {
-      save_history(kept);
-      std::cout << history_path.string() << " did not hold the run's " << kept.size()
-                << " epochs (its last write failed?): written again from " << inv.resume_state << "\n";
-    }
-    std::cout << "nothing to resume: the run in " << inv.resume_state << " already ended after " << saved.epochs_done
-              << " epochs (" << (saved.stopped ? saved.stop_reason : "completed " + std::to_string(saved.epochs_done) + " epochs")
-              << ")" << (saved.stopped ? "" : "; give a larger --epochs to train it further") << "\n";
-    return 0;
-  }
-
-  // Data-parallel: --nproc N starts N workers running this same command; a worker (WORLD_SIZE
-  // set, by the launcher or by hand on each machine) joins the others.
+Processes join_processes(const Invocation& inv) {
   const auto nproc = inv.options["nproc"].as<int64_t>();
   const auto dist_timeout = inv.options["dist-timeout"].as<int64_t>();
   auto dist = distributed_from_env();
@@ -381,41 +342,40 @@ int run_train(Invocation& inv) {
       throw ConfigError("--nproc needs c10d's Gloo backend, which this torchfit was built without (install "
                         "libgloo-dev and rebuild)");
     }
-    return launch_workers(inv.argc, inv.argv, static_cast<int>(nproc), std::chrono::seconds(dist_timeout + 5));
+    return {launch_workers(inv.argc, inv.argv, static_cast<int>(nproc), std::chrono::seconds(dist_timeout + 5)), nullptr};
   }
-  std::shared_ptr<Communicator> comm;
+  Processes out;
   if (dist && dist->world_size > 1) {
     if (inv.has("nproc") && nproc != dist->world_size) {
       throw ConfigError("--nproc " + std::to_string(nproc) + " but WORLD_SIZE is " + std::to_string(dist->world_size));
     }
     dist->timeout = std::chrono::seconds(dist_timeout);
-    comm = connect(*dist);
+    out.comm = connect(*dist);
     logger("runner")->info("<<<<<< data-parallel: {} processes (c10d Gloo via {}:{}), {} threads each >>>>>>",
                            dist->world_size, dist->master_addr, dist->master_port, torch::get_num_threads());
   }
-  const bool rank0 = !comm || comm->rank() == 0;
-  std::optional<RunLock> lock;
-  if (rank0) lock.emplace(ckpt_path.string() + ".lock");  // rank 0 writes the run's files
+  return out;
+}
 
-  Setup s = set_up(inv, Purpose::Train, true);
-  const auto defaults = s.model->default_optimizer();
-  const auto optimizer_name = inv.options.count("optimizer") ? inv.options["optimizer"].as<std::string>() : defaults.name;
-  const double lr = inv.options.count("lr") ? inv.options["lr"].as<double>() : defaults.lr;
-  if (inv.has("init-weights") && !resuming) {
-    // A resumed run's weights come from its state.
-    const fs::path file = inv.options["init-weights"].as<std::string>();
-    const auto report = init_weights(s.net, file, inv.options["init-weights-strict"].as<bool>());
-    logger("runner")->info("--init-weights {}: {}", file.string(), report.to_string());
-  }
+// --init-weights FILE: the net's starting weights from a file of another run or framework.
+void init_weights_from(const Invocation& inv, Net& net) {
+  if (!inv.has("init-weights")) return;
+  const fs::path file = inv.options["init-weights"].as<std::string>();
+  const auto report = init_weights(net, file, inv.options["init-weights-strict"].as<bool>());
+  logger("runner")->info("--init-weights {}: {}", file.string(), report.to_string());
+}
+
+// The optimizer's parameter groups: --freeze fixes parameters, --lr-groups gives groups their
+// rates, and frozen parameters go in groups of their own (at their group's rate), so the
+// unfreeze callback warms their rate up alone.
+ParamGroups trained_groups(const Invocation& inv, Net& net, double lr) {
   if (inv.has("freeze")) {
-    const auto frozen = freeze(s.net, split_list(inv.options["freeze"].as<std::string>()));
+    const auto frozen = freeze(net, split_list(inv.options["freeze"].as<std::string>()));
     logger("runner")->info("--freeze: {} parameter tensor{} fixed", frozen.size(), frozen.size() == 1 ? "" : "s");
   }
   const auto lr_groups = inv.has("lr-groups") ? parse_lr_groups(inv.options["lr-groups"].as<std::string>(), "--lr-groups")
                                               : std::vector<LrGroup>{};
-  auto groups = param_groups(s.net, lr_groups, lr);
-  // Frozen parameters in groups of their own (at their group's rate): the unfreeze callback
-  // warms their rate up alone.
+  auto groups = param_groups(net, lr_groups, lr);
   for (size_t g = 0, n = groups.params.size(); g < n; ++g) {
     std::vector<torch::Tensor> trained, frozen;
     for (auto& p : groups.params[g]) (p.requires_grad() ? trained : frozen).push_back(p);
@@ -424,7 +384,135 @@ int run_train(Invocation& inv) {
     groups.params.push_back(std::move(frozen));
     groups.lrs.push_back(groups.lrs[g]);
   }
-  auto optimizer = make_optimizer(optimizer_name, groups, momentum, weight_decay);
+  return groups;
+}
+
+// The files of a train run: the history, and the checkpoint path's weights, settings (.ini)
+// and state (.state). Their folders are checked before anything runs.
+struct RunFiles {
+  fs::path history, ckpt, config, state;
+
+  explicit RunFiles(const Invocation& inv)
+      : history(inv.options["history"].as<std::string>()),
+        ckpt(inv.options["ckpt-path"].as<std::string>()),
+        config(ckpt.string() + ".ini"),
+        state(ckpt.string() + ".state") {
+    check_writable_parent(history, "history file");
+    check_writable_parent(config, "checkpoint path");
+  }
+  // The history file's text: what the file must hold for `h`.
+  std::string history_text(const History& h) const {
+    return history.extension() == ".json" ? h.to_json_string() : h.to_csv_string();
+  }
+  void save_history(const History& h) const {
+    atomic_write_text(history, [&](std::ostream& out) { out << history_text(h); });
+  }
+};
+
+// --resume of a run that already ended: nothing to train. Its last history write may have
+// failed (a full disk): the state holds the history too, and the file is made whole from it.
+int report_ended_run(const Invocation& inv, const RunFiles& files) {
+  const auto& saved = inv.resume_info;
+  const auto kept = read_state_history(inv.resume_state);
+  std::ifstream in(files.history, std::ios::binary);
+  const std::string on_disk{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (!in.is_open() || on_disk != files.history_text(kept)) {
+    files.save_history(kept);
+    std::cout << files.history.string() << " did not hold the run's " << kept.size()
+              << " epochs (its last write failed?): written again from " << inv.resume_state << "\n";
+  }
+  std::cout << "nothing to resume: the run in " << inv.resume_state << " already ended after " << saved.epochs_done
+            << " epochs (" << (saved.stopped ? saved.stop_reason : "completed " + std::to_string(saved.epochs_done) + " epochs")
+            << ")" << (saved.stopped ? "" : "; give a larger --epochs to train it further") << "\n";
+  return 0;
+}
+
+// A run stopped by SIGINT or SIGTERM: its last epochs and the command that continues it.
+int report_interrupted(const Invocation& inv, const RunFiles& files, const History& history, int signal) {
+  std::string again = "torchfit train --resume";
+  if (!inv.options["ckpt-path"].defaulted()) again += " --ckpt-path " + files.ckpt.string();
+  if (inv.options.count("plugin-dir")) {
+    // The state's settings do not choose where code is loaded from: the folders are given again.
+    for (const auto& d : inv.options["plugin-dir"].as<std::vector<std::string>>()) again += " --plugin-dir " + d;
+  }
+  std::cout << "\n" << history.tail(5) << "\n";
+  std::cout << "interrupted by " << signal_name(signal) << " after " << history.size()
+            << " complete epochs; the training state is saved in " << files.state.string() << "\n"
+            << "continue with: " << again << "\n";
+  return 128 + signal;
+}
+
+// A run that ended: its last epochs, why it stopped, the best epoch of --monitor, and every
+// file the run and its callbacks wrote.
+int report_finished(const Invocation& inv, const RunFiles& files, const Trainer& trainer, const History& history,
+                    const Callbacks& callbacks) {
+  std::cout << "\n" << history.tail(5) << "\n";
+  std::cout << "stopped: " << history.stop_reason() << "\n";
+  const std::string monitor = inv.has("monitor") ? inv.options["monitor"].as<std::string>() : "val_loss";
+  const Monitor best_of(monitor, inv.has("mode") ? parse_monitor_mode(inv.options["mode"].as<std::string>(), "--mode")
+                                                 : MonitorMode::Auto);
+  std::optional<size_t> best;
+  if (const auto known = trainer.higher_is_better(monitor); known || best_of.mode() != MonitorMode::Auto) {
+    best_of.resolve(known);
+    best = best_of.best_row(history.rows());  // a value whose direction nothing knows has no "best" line
+  }
+  if (best) {
+    std::cout << "best " << monitor << ": " << format_value(*history[*best].get(monitor)) << " (epoch "
+              << format_value(history[*best].at("epoch")) << ")\n";
+  }
+  std::vector<std::pair<std::string, std::string>> listed;
+  for (const auto& cb : callbacks) {
+    for (auto& f : cb->output_files()) listed.emplace_back(std::move(f.path), std::move(f.what));
+  }
+  listed.emplace_back(files.history.string(), "history, " + std::to_string(history.size()) + " epochs");
+  listed.emplace_back(files.config.string(),
+                      "settings of this run; 'torchfit train --config " + files.config.string() + "' repeats it");
+  listed.emplace_back(files.state.string(), "full training state; 'torchfit train --resume' continues the run");
+  size_t width = 0;
+  for (const auto& f : listed) width = std::max(width, f.first.size());
+  std::cout << "files:\n";
+  for (const auto& [file, what] : listed) {
+    std::cout << "  " << file << std::string(width - file.size() + 2, ' ') << what << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_train(Invocation& inv) {
+  // Stages: the settings read (ranges were checked as the options were parsed, by
+  // torchfit::number and torchfit::one_of), the run's files, the processes, the model, data,
+  // optimizer and callbacks built, fit(), the report.
+  const auto epochs = inv.options["epochs"].as<int64_t>();
+  const auto accumulate = inv.options["accumulate"].as<int64_t>();
+  const double clip = inv.options["clip-grad-norm"].as<double>();
+  const double clip_value = inv.options["clip-grad-value"].as<double>();
+  const double momentum = inv.options["momentum"].as<double>();
+  const double weight_decay = inv.options["weight-decay"].as<double>();
+  const RunFiles files(inv);
+  const auto device = parse_device(inv.options["device"].as<std::string>());
+  const auto precision = parse_precision(inv.options["precision"].as<std::string>());
+  { AutocastGuard check(precision, device); }  // 16-mixed on a CPU: refused before any file is written
+  const auto state_every = inv.options["state-every-steps"].as<int64_t>();
+  const bool resuming = !inv.resume_state.empty();
+  const auto& saved = inv.resume_info;
+  if (resuming && (saved.stopped || (saved.finished && epochs <= saved.epochs_done))) {
+    return report_ended_run(inv, files);
+  }
+
+  const auto processes = join_processes(inv);
+  if (processes.launcher_exit) return *processes.launcher_exit;
+  const std::shared_ptr<Communicator>& comm = processes.comm;
+  const bool rank0 = !comm || comm->rank() == 0;
+  std::optional<RunLock> lock;
+  if (rank0) lock.emplace(files.ckpt.string() + ".lock");  // rank 0 writes the run's files
+
+  Setup s = set_up(inv, Purpose::Train, true);
+  const auto defaults = s.model->default_optimizer();
+  const auto optimizer_name = inv.options.count("optimizer") ? inv.options["optimizer"].as<std::string>() : defaults.name;
+  const double lr = inv.options.count("lr") ? inv.options["lr"].as<double>() : defaults.lr;
+  if (!resuming) init_weights_from(inv, s.net);  // a resumed run's weights come from its state
+  auto optimizer = make_optimizer(optimizer_name, trained_groups(inv, s.net, lr), momentum, weight_decay);
 
   Callbacks callbacks;
   std::vector<const PluginEntry*> plugins{s.entry};
@@ -461,7 +549,7 @@ int run_train(Invocation& inv) {
   auto train_options =
       LoaderOptions(s.batch_size).shuffle(true).seed(s.seed).pin_memory(pin).transforms(s.train_transforms);
   const int64_t workers = parse_workers(inv.options["workers"].as<std::string>(), *s.train, train_options);
-  callbacks.insert(callbacks.begin(), std::make_shared<SettingsFile>(config_path, settings));
+  callbacks.insert(callbacks.begin(), std::make_shared<SettingsFile>(files.config, settings));
   install_stop_signal_handlers();
 
   Trainer trainer(s.net, s.model->make_loss(), s.metrics, optimizer);
@@ -479,7 +567,7 @@ int run_train(Invocation& inv) {
                        .accumulate(accumulate)
                        .clip_grad_norm(clip)
                        .clip_grad_value(clip_value)
-                       .state_path(state_path)
+                       .state_path(files.state)
                        .state_every_steps(state_every)
                        .run_config(settings)
                        .communicator(comm)
@@ -492,8 +580,8 @@ int run_train(Invocation& inv) {
       // What stopped the run (a full disk failing the state or checkpoint, say) is the error
       // to report; a history that cannot be written either is only mentioned.
       try {
-        save_history(trainer.history());
-        logger("runner")->warn("the {} finished epochs are saved in {}", trainer.history().size(), history_path.string());
+        files.save_history(trainer.history());
+        logger("runner")->warn("the {} finished epochs are saved in {}", trainer.history().size(), files.history.string());
       } catch (const std::exception& e) {
         logger("runner")->warn("the history could not be saved either: {}", e.what());
       }
@@ -502,24 +590,12 @@ int run_train(Invocation& inv) {
   }
   if (!rank0) return trainer.interrupted_by() ? 128 + trainer.interrupted_by() : 0;  // rank 0 reports
   try {
-    save_history(history);
+    files.save_history(history);
   } catch (const Error& e) {
-    throw Error(std::string(e.what()) + ". The run itself is saved in " + state_path.string() +
+    throw Error(std::string(e.what()) + ". The run itself is saved in " + files.state.string() +
                 ": once the file can be written, 'torchfit train --resume' writes the history again");
   }
-  if (const int signal = trainer.interrupted_by()) {
-    std::string again = "torchfit train --resume";
-    if (!inv.options["ckpt-path"].defaulted()) again += " --ckpt-path " + ckpt_path.string();
-    if (inv.options.count("plugin-dir")) {
-      // The state's settings do not choose where code is loaded from: the folders are given again.
-      for (const auto& d : inv.options["plugin-dir"].as<std::vector<std::string>>()) again += " --plugin-dir " + d;
-    }
-    std::cout << "\n" << history.tail(5) << "\n";
-    std::cout << "interrupted by " << signal_name(signal) << " after " << history.size()
-              << " complete epochs; the training state is saved in " << state_path.string() << "\n"
-              << "continue with: " << again << "\n";
-    return 128 + signal;
-  }
+  if (const int signal = trainer.interrupted_by()) return report_interrupted(inv, files, history, signal);
 
   if (std::find(inv.callbacks.begin(), inv.callbacks.end(), "early_stopping") == inv.callbacks.end() &&
       !history.empty()) {
@@ -534,35 +610,7 @@ int run_train(Invocation& inv) {
       }
     }
   }
-  std::cout << "\n" << history.tail(5) << "\n";
-  std::cout << "stopped: " << history.stop_reason() << "\n";
-  const std::string monitor = inv.has("monitor") ? inv.options["monitor"].as<std::string>() : "val_loss";
-  const Monitor best_of(monitor, inv.has("mode") ? parse_monitor_mode(inv.options["mode"].as<std::string>(), "--mode")
-                                                 : MonitorMode::Auto);
-  std::optional<size_t> best;
-  if (const auto known = trainer.higher_is_better(monitor); known || best_of.mode() != MonitorMode::Auto) {
-    best_of.resolve(known);
-    best = best_of.best_row(history.rows());  // a value whose direction nothing knows has no "best" line
-  }
-  if (best) {
-    std::cout << "best " << monitor << ": " << format_value(*history[*best].get(monitor)) << " (epoch "
-              << format_value(history[*best].at("epoch")) << ")\n";
-  }
-  std::vector<std::pair<std::string, std::string>> files;
-  for (const auto& cb : callbacks) {
-    for (auto& f : cb->output_files()) files.emplace_back(std::move(f.path), std::move(f.what));
-  }
-  files.emplace_back(history_path.string(), "history, " + std::to_string(history.size()) + " epochs");
-  files.emplace_back(config_path.string(),
-                     "settings of this run; 'torchfit train --config " + config_path.string() + "' repeats it");
-  files.emplace_back(state_path.string(), "full training state; 'torchfit train --resume' continues the run");
-  size_t width = 0;
-  for (const auto& f : files) width = std::max(width, f.first.size());
-  std::cout << "files:\n";
-  for (const auto& [file, what] : files) {
-    std::cout << "  " << file << std::string(width - file.size() + 2, ' ') << what << "\n";
-  }
-  return 0;
+  return report_finished(inv, files, trainer, history, callbacks);
 }
 
 // A loader over data to evaluate or predict on: in order, the dataset's evaluation transforms.
