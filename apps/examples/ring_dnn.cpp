@@ -37,11 +37,8 @@ int main(int argc, char** argv) {
   tf::DataLoader train(parts[0], tf::LoaderOptions(100).shuffle(true));
   tf::DataLoader val(parts[1], 100);
 
-  // Metrics and callbacks are plugins: load them the way the runner does.
+  // Metrics and callbacks are plugins: the installed ones are found wherever this program is.
   tf::Registry plugins(tf::Registry::search_path());
-  auto callback = [&](const std::string& name, std::vector<std::string> args) {
-    return plugins.make_callback(name, plugins.parse_options(plugins.find(name, tf::PluginKind::Callback), args));
-  };
 
   Net net;
   std::cout << tf::summary(net, x.narrow(0, 0, 1));
@@ -50,8 +47,8 @@ int main(int argc, char** argv) {
   auto history = model.fit(
       train, val,
       tf::FitOptions().epochs(epochs).callbacks(
-          {callback("early_stopping", {"--monitor=val_acc", "--mode=max", "--patience=10"}),
-           callback("progress_bar", {})}));
+          {plugins.callback("early_stopping", {{"monitor", "val_acc"}, {"mode", "max"}, {"patience", "10"}}),
+           plugins.callback("progress_bar")}));
   std::cout << history.tail() << "stopped: " << history.stop_reason() << "\n";
 
   auto logs = model.evaluate(val);

@@ -355,6 +355,39 @@ PluginOptions Registry::parse_options(const PluginEntry& entry, const std::vecto
   return options;
 }
 
+PluginOptions Registry::parse_option_values(const PluginEntry& entry, const OptionValues& options) const {
+  std::vector<std::string> known, args;
+  for (const auto& option : entry.info.options->options()) known.push_back(option->long_name());
+  for (const auto& [key, value] : options) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      const auto guess = closest_name(key, known);
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      throw ConfigError("plugin '" + entry.info.name + "' has no option '" + key + "'" +
+                        (guess.empty() ? "" : " (did you mean '" + guess + "'?)") +
+                        ". Its options: " + (list.empty() ? "(none)" : list));
+    }
+    args.push_back("--" + key + "=" + value);
+  }
+  return parse_options(entry, args);
+}
+
+std::shared_ptr<Callback> Registry::callback(const std::string& name, const OptionValues& options) const {
+  return make_callback(name, parse_option_values(find(name, PluginKind::Callback), options));
+}
+
+std::shared_ptr<Metric> Registry::metric(const std::string& name, const OptionValues& options) const {
+  return make_metric(name, parse_option_values(find(name, PluginKind::Metric), options));
+}
+
+std::shared_ptr<ModelPlugin> Registry::model(const std::string& name, const OptionValues& options) const {
+  return make_model(name, parse_option_values(find(name, PluginKind::Model), options));
+}
+
+std::shared_ptr<DatasetPlugin> Registry::dataset(const std::string& name, const OptionValues& options) const {
+  return make_dataset(name, parse_option_values(find(name, PluginKind::Dataset), options));
+}
+
 std::shared_ptr<Callback> Registry::make_callback(const std::string& name, const PluginOptions& options) const {
   const auto& entry = find(name, PluginKind::Callback);
   std::shared_ptr<Callback> made;

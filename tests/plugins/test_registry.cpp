@@ -4,6 +4,8 @@
 
 #include "../support.hpp"
 
+#include <torchfit/monitor.hpp>
+
 namespace tf = torchfit;
 namespace fs = std::filesystem;
 
@@ -243,4 +245,29 @@ BOOST_AUTO_TEST_CASE(a_throwing_plugin_stops_training_cleanly_and_keeps_saved_ch
   // model_checkpoint ran before the throwing plugin in epoch 2: the file is whole and loadable.
   tf::Net fresh = torch::nn::Linear(2, 1);
   BOOST_TEST(tf::load_weights(fresh, ckpt).logs.at("epoch") == 2);
+}
+
+BOOST_AUTO_TEST_CASE(a_plugin_with_options_in_one_call) {
+  tf::Registry reg(tf::Registry::search_path());
+  auto stop = reg.callback("early_stopping", {{"monitor", "val_acc"}, {"mode", "max"}, {"patience", "3"}});
+  BOOST_REQUIRE(stop);
+  BOOST_TEST(stop->name() == "early_stopping");
+  const auto monitors = stop->monitors();
+  BOOST_REQUIRE_EQUAL(monitors.size(), 1u);
+  BOOST_TEST(monitors[0]->key() == "val_acc");
+  BOOST_TEST(monitors[0]->higher_is_better());
+  BOOST_TEST(reg.callback("progress_bar"));
+  BOOST_TEST(reg.metric("acc", {{"threshold", "0.3"}}));
+  BOOST_TEST(reg.model("dnn_binary", {{"per-ring", "50"}}));
+  // A misspelt name: refused with the closest one and the list; a bad value: refused by name.
+  try {
+    reg.callback("early_stopping", {{"patiense", "3"}});
+    BOOST_FAIL("expected a ConfigError");
+  } catch (const tf::ConfigError& e) {
+    BOOST_TEST(contains(e.what(), "plugin 'early_stopping' has no option 'patiense' (did you mean 'patience'?). "
+                                  "Its options: monitor, mode, min-delta, patience"),
+               e.what());
+  }
+  BOOST_CHECK_THROW(reg.callback("early_stopping", {{"patience", "-1"}}), tf::ConfigError);
+  BOOST_CHECK_THROW(reg.callback("early_stopping", {{"mode", "mix"}}), tf::ConfigError);
 }

@@ -60,6 +60,20 @@ class TORCHFIT_EXPORT Registry {
   std::shared_ptr<ModelPlugin> make_model(const std::string& name, const PluginOptions& options) const;
   /// Its datasets and transforms hold the library too.
   std::shared_ptr<DatasetPlugin> make_dataset(const std::string& name, const PluginOptions& options) const;
+  /// A plugin's options by their plain names and values: {{"patience", "10"}, {"monitor", "val_acc"}}.
+  using OptionValues = std::vector<std::pair<std::string, std::string>>;
+  /// The callback plugin `name` with `options`, in one call: an unknown option name (with the
+  /// closest one) or a bad value is a ConfigError naming the plugin, as the runner refuses them.
+  ///
+  ///     auto stop = plugins.callback("early_stopping", {{"monitor", "val_acc"}, {"patience", "10"}});
+  std::shared_ptr<Callback> callback(const std::string& name, const OptionValues& options = {}) const;
+  /// The metric `name` (a name a metric plugin provides: "acc", "auc") with `options`.
+  std::shared_ptr<Metric> metric(const std::string& name, const OptionValues& options = {}) const;
+  std::shared_ptr<ModelPlugin> model(const std::string& name, const OptionValues& options = {}) const;
+  std::shared_ptr<DatasetPlugin> dataset(const std::string& name, const OptionValues& options = {}) const;
+  /// `options` checked and parsed against plugin `entry`'s declared options.
+  PluginOptions parse_option_values(const PluginEntry& entry, const OptionValues& options) const;
+
   /// Every named metric, made with default options. Throws for duplicates.
   Metrics make_metrics(const std::vector<std::string>& names) const;
 
