@@ -331,7 +331,7 @@ const PluginEntry& Registry::find(const std::string& name, PluginKind kind) cons
   for (const auto& s : skipped_) {
     if (s.is_plugin) refused.push_back(s.file.string() + " " + s.reason);
   }
-  throw PluginError("unknown " + what + " '" + name + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
+  throw PluginError("unknown " + what + " '" + name + "'" + (guess.empty() ? "." : "; did you mean '" + guess + "'?") +
                     " Available " + what + "s: " + (known.empty() ? "(none)" : join(known)) +
                     ". Searched: " + (dirs.empty() ? "(no folders)" : join(dirs)) +
                     (refused.empty() ? "" : ". Refused plugin files, which may hold it: " + join(refused, "; ")));

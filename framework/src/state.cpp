@@ -25,7 +25,7 @@ using torch::serialize::InputArchive;
 using torch::serialize::OutputArchive;
 
 const envelope::Kind kStateKind{"TORCHFIT-STATE\0\0", "state file",
-                                "there is nothing to resume (train without --resume to start a run)"};
+                                "there is nothing to resume (start the run without resuming: no --resume, or no FitOptions::resume_from)"};
 
 template <typename T>
 c10::List<T> list_of(const std::vector<T>& values) {

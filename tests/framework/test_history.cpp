@@ -7,6 +7,8 @@
 #include <cmath>
 #include <limits>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <torchfit/log.hpp>
 #include <torchfit/monitor.hpp>
 
 namespace tf = torchfit;
@@ -183,4 +185,13 @@ BOOST_AUTO_TEST_CASE(auto_mode_that_cannot_tell_the_direction_is_an_error) {
   explicit_min.resolve(std::nullopt);
   explicit_min.resolve(true);
   BOOST_TEST(!explicit_min.higher_is_better());
+}
+
+BOOST_AUTO_TEST_CASE(library_log_lines_go_to_stderr_in_a_program_that_set_up_no_logging) {
+  // This test module leaves spdlog's default logger (stdout) as a program would.
+  for (const auto& sink : tf::logger("test_history")->sinks()) {
+    BOOST_TEST(!std::dynamic_pointer_cast<spdlog::sinks::stdout_color_sink_mt>(sink));
+    BOOST_TEST(static_cast<bool>(std::dynamic_pointer_cast<spdlog::sinks::stderr_color_sink_mt>(sink)));
+  }
+  BOOST_TEST(!tf::logger("test_history")->sinks().empty());
 }
