@@ -172,6 +172,24 @@ void save_safetensors(const NamedTensors& tensors, const fs::path& path, const s
   atomic_write_bytes(path, out, "safetensors file");
 }
 
+namespace {
+
+// A JSON list of whole numbers that fit T. nlohmann converts a float (1e30) or a negative number
+// to an integer type without a check, which is undefined behaviour: refused here first.
+template <typename T>
+std::vector<T> whole_numbers(const nlohmann::json& list, const std::string& what) {
+  if (!list.is_array()) throw CheckpointError(what + " is not a list");
+  std::vector<T> out;
+  for (const auto& item : list) {
+    const bool fits = std::is_signed<T>::value ? item.is_number_integer() : item.is_number_unsigned();
+    if (!fits) throw CheckpointError(what + " holds " + item.dump() + ", not a whole number of 0 or more");
+    out.push_back(item.get<T>());
+  }
+  return out;
+}
+
+}  // namespace
+
 NamedTensors parse_safetensors(const std::string& bytes, const std::string& name) {
   const std::string what = "'" + name + "' is not a safetensors file torchfit can read: ";
   if (bytes.size() < 8) throw CheckpointError(what + "shorter than its 8-byte header size");
@@ -199,8 +217,8 @@ NamedTensors parse_safetensors(const std::string& bytes, const std::string& name
     const std::string t = "tensor '" + key + "'";
     try {
       const std::string dtype = info.at("dtype").get<std::string>();
-      const auto shape = info.at("shape").get<std::vector<int64_t>>();
-      const auto offsets = info.at("data_offsets").get<std::vector<uint64_t>>();
+      const auto shape = whole_numbers<int64_t>(info.at("shape"), what + t + "'s shape");
+      const auto offsets = whole_numbers<uint64_t>(info.at("data_offsets"), what + t + "'s data offsets");
       std::optional<torch::ScalarType> type;
       for (const auto& [ty, text] : kDtypes) {
         if (dtype == text) type = ty;

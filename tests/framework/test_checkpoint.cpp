@@ -143,3 +143,24 @@ BOOST_AUTO_TEST_CASE(a_snapshot_taken_again_reuses_its_memory_and_holds_the_new_
   tf::load_weights(loaded, dir / "ckpt");
   BOOST_TEST(torch::equal(loaded.parameters()[0], other.parameters()[0]));
 }
+
+BOOST_AUTO_TEST_CASE(a_safetensors_header_with_numbers_that_are_no_sizes_is_refused) {
+  // A shape entry too large for an integer (once undefined behaviour inside the JSON library,
+  // found by fuzz_weights), a fraction, a negative offset: each refused by name.
+  auto file = [](const std::string& shape, const std::string& offsets) {
+    const std::string header = "{\"w\":{\"dtype\":\"F32\",\"shape\":" + shape + ",\"data_offsets\":" + offsets + "}}";
+    std::string bytes(8, '\0');
+    for (int i = 0; i < 8; ++i) bytes[static_cast<size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+    return bytes + header + std::string(8, '\0');
+  };
+  BOOST_TEST(torchfit::parse_safetensors(file("[2]", "[0,8]"), "ok").at("w").numel() == 2);
+  for (const auto& [shape, offsets] : std::vector<std::pair<std::string, std::string>>{
+           {"[4999999999999999999999999999999]", "[0,8]"}, {"[1.5]", "[0,8]"}, {"[2]", "[-1,8]"}, {"2", "[0,8]"}}) {
+    try {
+      torchfit::parse_safetensors(file(shape, offsets), "bad");
+      BOOST_FAIL("expected a CheckpointError for shape " + shape + ", offsets " + offsets);
+    } catch (const torchfit::CheckpointError& e) {
+      BOOST_TEST(std::string(e.what()).find("tensor 'w'") != std::string::npos, e.what());
+    }
+  }
+}
